@@ -1,0 +1,12 @@
+"""Cells: one step of each recurrence of the lecture, and its parameters."""
+
+from .base import Cell, normalize_lags
+from .feedback import FeedbackCell, TeacherForcedCell
+from .gru import GRUCell
+from .lstm import LSTMCell
+from .simple import LinearCell, SimpleCell
+
+__all__ = [
+    "Cell", "normalize_lags", "SimpleCell", "LinearCell", "LSTMCell", "GRUCell",
+    "FeedbackCell", "TeacherForcedCell",
+]

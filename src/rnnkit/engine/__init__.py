@@ -1,0 +1,8 @@
+"""The engine: ``scan`` runs a cell along a sequence through a kernel from the registry."""
+
+from . import reference  # noqa: F401  (registers the reference kernel)
+from .registry import BackendError, ScanSpec, explain, kernels, register, select
+from .scan import ScanOutput, scan
+
+__all__ = ["scan", "ScanOutput", "ScanSpec", "register", "select", "kernels", "explain",
+           "BackendError"]

@@ -1,0 +1,35 @@
+"""User-facing errors. Each names where the problem is, what was expected and what came."""
+
+from __future__ import annotations
+
+
+class RnnkitError(Exception):
+    """Base class of every error rnnkit raises on purpose."""
+
+
+class ShapeError(RnnkitError, ValueError):
+    """An input, state or target has the wrong rank or size."""
+
+
+class ConfigError(RnnkitError, ValueError):
+    """An argument or name (optimizer, loss, metric, backend) is not valid."""
+
+
+class BackendError(RnnkitError, RuntimeError):
+    """An explicitly requested kernel cannot run the given configuration."""
+
+
+class NotBuiltError(RnnkitError, RuntimeError):
+    """A layer or model was used before its shapes were known."""
+
+
+def where(name: str | None) -> str:
+    return f"{name}: " if name else ""
+
+
+def expect_rank(x, rank: int, name: str | None, what: str = "input") -> None:
+    if x.dim() != rank:
+        raise ShapeError(
+            f"{where(name)}expected {what} of rank {rank}, got shape {tuple(x.shape)} "
+            f"(rank {x.dim()})"
+        )

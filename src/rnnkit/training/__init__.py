@@ -1,0 +1,1 @@
+"""Training: losses, metrics, optimizers, regularizers, callbacks and the fit loop."""
