@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 import re
 from collections import defaultdict
+from operator import attrgetter
 
 import numpy as np
 import torch
@@ -87,18 +88,18 @@ class Layer(nn.Module):
 
     # -- regularization --------------------------------------------------------------------
     def add_regularizer(self, param_name: str, regularizer) -> None:
+        """Penalise parameter ``param_name`` (dotted paths like 'cell.weight_ih' allowed)."""
         reg = _regularizers.get(regularizer, f"{self.name}.{param_name}")
         if reg is not None:
             self._regularizers.append((param_name, reg))
 
     def regularization_loss(self) -> Tensor | float:
-        """The sum of this layer's weight penalties (and its sub-layers'), or 0.0."""
+        """The sum of the weight penalties of this layer and every layer inside it, or 0.0."""
         total: Tensor | float = 0.0
-        for param_name, reg in self._regularizers:
-            total = total + reg(getattr(self, param_name))
-        for child in self.children():
-            if isinstance(child, Layer):
-                total = total + child.regularization_loss()
+        for module in self.modules():
+            if isinstance(module, Layer):
+                for param_name, reg in module._regularizers:
+                    total = total + reg(attrgetter(param_name)(module))
         return total
 
     # -- weights as arrays (Keras order and layout where a layer overrides) -------------------

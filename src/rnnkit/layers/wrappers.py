@@ -1,0 +1,264 @@
+"""Layers built from recurrent layers: Bidirectional, Stacked, DilatedRNN.
+
+The lecture's bidirectional RNN  h^p_t = f(A^p x_t + B^p h^p_{t-1}),  h^f_t = f(A^f x_t + B^f h^f_{t+1}),
+o_t = g(C^p h^p_t + C^f h^f_t)  is ``Bidirectional(layer)`` followed by a Dense on the merged states.
+Stacked layers feed each layer's sequence to the next; the dilated RNN (Chang et al. 2017) stacks
+layers whose recurrences skip s^(l) = M^(l-1+l0) steps, optionally closed by a convolution.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from ..errors import ConfigError, ShapeError
+from .base import Layer
+from .recurrent import RNN, SimpleRNN
+
+MERGE_MODES = ("concat", "sum", "mul", "ave", None)
+
+
+def clone_layer(layer: RNN, name: str, **overrides: Any) -> RNN:
+    """A fresh, unbuilt copy of a recurrent layer with some attributes changed."""
+    if not isinstance(layer, RNN):
+        raise ConfigError(f"{name}: expected a recurrent layer (SimpleRNN, LSTM, GRU, RNN), "
+                          f"got {type(layer).__name__}")
+    if layer.built:
+        raise ConfigError(f"{name}: pass a layer that has not been called yet; "
+                          f"{layer.name} is already built")
+    new = copy.deepcopy(layer)
+    new.name = name
+    for key, value in overrides.items():
+        setattr(new, key, value)
+    return new
+
+
+class Bidirectional(Layer):
+    """Runs ``layer`` forwards and a copy of it backwards, and merges their outputs.
+
+    merge_mode: 'concat' (B, T, 2H), 'sum', 'mul', 'ave' (B, T, H), or None: [forward, backward].
+    With return_state the result is [output, *forward_states, *backward_states], as in Keras.
+    """
+
+    supports_masking = True
+    input_rank = 3
+
+    def __init__(self, layer: RNN, merge_mode: str | None = "concat",
+                 backward_layer: RNN | None = None, **kwargs: Any):
+        super().__init__(**kwargs)
+        if merge_mode not in MERGE_MODES:
+            raise ConfigError(f"{self.name}: merge_mode must be one of {MERGE_MODES}, "
+                              f"got {merge_mode!r}")
+        self.merge_mode = merge_mode
+        self.forward_layer = clone_layer(layer, f"forward_{layer.name}")
+        self.backward_layer = backward_layer if backward_layer is not None else clone_layer(
+            layer, f"backward_{layer.name}", go_backwards=not layer.go_backwards)
+        if self.backward_layer.return_sequences != layer.return_sequences:
+            raise ConfigError(f"{self.name}: forward and backward layers must agree on "
+                              "return_sequences")
+        self.return_sequences = layer.return_sequences
+        self.return_state = layer.return_state
+
+    def build(self, input_shape) -> None:
+        self.forward_layer.ensure_built(input_shape)
+        self.backward_layer.ensure_built(input_shape)
+
+    def merge(self, fwd: Tensor, bwd: Tensor):
+        if self.merge_mode == "concat":
+            return torch.cat([fwd, bwd], dim=-1)
+        if self.merge_mode == "sum":
+            return fwd + bwd
+        if self.merge_mode == "mul":
+            return fwd * bwd
+        if self.merge_mode == "ave":
+            return (fwd + bwd) / 2
+        return [fwd, bwd]
+
+    def forward(self, x: Tensor, mask: Tensor | None = None, initial_state=None):
+        init_f = init_b = None
+        if initial_state is not None:
+            half = len(initial_state) // 2
+            init_f, init_b = initial_state[:half], initial_state[half:]
+        fwd = self.forward_layer(x, mask=mask, initial_state=init_f)
+        bwd = self.backward_layer(x, mask=mask, initial_state=init_b)
+        if self.return_state:
+            (fwd, *states_f), (bwd, *states_b) = fwd, bwd
+        if self.return_sequences:
+            bwd = bwd.flip(1)  # the backward layer returns its outputs in processing order
+        out = self.merge(fwd, bwd)
+        if not self.return_state:
+            return out
+        head = out if isinstance(out, list) else [out]
+        return [*head, *states_f, *states_b]
+
+    @property
+    def last_kernel(self) -> str | None:
+        return self.forward_layer.last_kernel
+
+    def compute_mask(self, x: Tensor, mask: Tensor | None) -> Tensor | None:
+        return mask if self.return_sequences else None
+
+    def compute_output_shape(self, input_shape):
+        shape = self.forward_layer.compute_output_shape(input_shape)
+        out = shape[0] if self.return_state else shape
+        if self.merge_mode == "concat":
+            out = (*out[:-1], out[-1] * 2)
+        if not self.return_state:
+            return out
+        return [out, *shape[1:], *shape[1:]]
+
+    def get_weights(self):
+        return self.forward_layer.get_weights() + self.backward_layer.get_weights()
+
+    def set_weights(self, weights) -> None:
+        n = len(self.forward_layer.get_weights())
+        self.forward_layer.set_weights(weights[:n])
+        self.backward_layer.set_weights(weights[n:])
+
+    def reset_states(self) -> None:
+        self.forward_layer.reset_states()
+        self.backward_layer.reset_states()
+
+
+class Stacked(Layer):
+    """Recurrent layers run one after another, each on the previous one's output sequence.
+
+    ``Stacked([LSTM(64, return_sequences=True), LSTM(32)])``, or ``Stacked(LSTM(32), depth=3)``:
+    copies of one layer, all returning sequences but the last, which keeps the template's choice.
+    """
+
+    supports_masking = True
+    input_rank = 3
+
+    def __init__(self, layers, depth: int | None = None, **kwargs: Any):
+        super().__init__(**kwargs)
+        if depth is not None:
+            if int(depth) < 1:
+                raise ConfigError(f"{self.name}: depth must be >= 1, got {depth}")
+            template = layers
+            layers = [clone_layer(template, f"{template.name}_{i}", return_sequences=True)
+                      for i in range(int(depth) - 1)]
+            layers.append(clone_layer(template, f"{template.name}_{int(depth) - 1}"))
+        layers = list(layers)
+        if not layers:
+            raise ConfigError(f"{self.name}: needs at least one layer")
+        for layer in layers[:-1]:
+            if not getattr(layer, "return_sequences", False):
+                raise ConfigError(f"{self.name}: every layer but the last must have "
+                                  f"return_sequences=True; {layer.name} does not")
+        self.layers = nn.ModuleList(layers)
+        self.return_sequences = getattr(layers[-1], "return_sequences", False)
+
+    def build(self, input_shape) -> None:
+        shape = tuple(input_shape)
+        for layer in self.layers:
+            layer.ensure_built(shape)
+            shape = layer.compute_output_shape(shape)
+
+    def forward(self, x: Tensor, mask: Tensor | None = None):
+        for layer in self.layers:
+            y = layer(x, mask=mask)
+            mask = layer.compute_mask(x, mask)
+            x = y
+        return x
+
+    def compute_mask(self, x: Tensor, mask: Tensor | None) -> Tensor | None:
+        return mask if self.return_sequences else None
+
+    def compute_output_shape(self, input_shape):
+        shape = tuple(input_shape)
+        for layer in self.layers:
+            shape = layer.compute_output_shape(shape)
+        return shape
+
+    def get_weights(self):
+        return [w for layer in self.layers for w in layer.get_weights()]
+
+    def set_weights(self, weights) -> None:
+        weights = list(weights)
+        for layer in self.layers:
+            n = len(layer.get_weights())
+            layer.set_weights(weights[:n])
+            weights = weights[n:]
+        if weights:
+            raise ShapeError(f"{self.name}: set_weights got {len(weights)} arrays too many")
+
+
+def exponential_dilations(num_layers: int, base: int = 2, l0: int = 0) -> tuple[int, ...]:
+    """The lecture's s^(l) = M^(l-1+l0) for l = 1..L."""
+    return tuple(base ** (l - 1 + l0) for l in range(1, num_layers + 1))
+
+
+class DilatedRNN(Layer):
+    """A stack of recurrent layers, layer l skipping s^(l) steps (Chang et al. 2017).
+
+    ``DilatedRNN(32, dilations=(1, 2, 4, 8))`` stacks SimpleRNN(32) layers; pass a layer
+    (e.g. ``GRU(32)``) to stack copies of it. Without ``dilations``, ``num_layers``, ``base`` M and
+    ``l0`` give s^(l) = M^(l-1+l0). final_conv=True appends the paper's convolution: a causal
+    Conv1D whose kernel spans the last layer's dilation, joining its interleaved recurrences.
+    """
+
+    supports_masking = True
+    input_rank = 3
+
+    def __init__(self, layer_or_units, dilations=None, num_layers: int | None = None,
+                 base: int = 2, l0: int = 0, final_conv: bool = False,
+                 return_sequences: bool = False, **kwargs: Any):
+        super().__init__(**kwargs)
+        if dilations is None:
+            if num_layers is None:
+                raise ConfigError(f"{self.name}: give dilations=(1, 2, 4, ...) or num_layers")
+            dilations = exponential_dilations(int(num_layers), int(base), int(l0))
+        self.dilations = tuple(int(d) for d in dilations)
+        if not self.dilations or min(self.dilations) < 1:
+            raise ConfigError(f"{self.name}: dilations must be integers >= 1, got {dilations}")
+        template = (SimpleRNN(int(layer_or_units)) if isinstance(layer_or_units, int)
+                    else layer_or_units)
+        self.levels = nn.ModuleList(
+            clone_layer(template, f"{self.name}_level{i}", dilation=d, return_sequences=True,
+                        return_state=False)
+            for i, d in enumerate(self.dilations))
+        self.final_conv = bool(final_conv)
+        self.return_sequences = bool(return_sequences)
+        self.conv_weight: nn.Parameter | None = None
+        self.conv_bias: nn.Parameter | None = None
+
+    def build(self, input_shape) -> None:
+        shape = tuple(input_shape)
+        for level in self.levels:
+            level.ensure_built(shape)
+            shape = level.compute_output_shape(shape)
+        if self.final_conv:
+            channels, width = shape[-1], self.dilations[-1]
+            bound = 1.0 / math.sqrt(channels * width)
+            self.conv_weight = nn.Parameter(
+                torch.empty(channels, channels, width).uniform_(-bound, bound))
+            self.conv_bias = nn.Parameter(torch.zeros(channels))
+
+    def forward(self, x: Tensor, mask: Tensor | None = None):
+        for level in self.levels:
+            x = level(x, mask=mask)  # (B, T, H)
+        if self.final_conv:
+            width = self.dilations[-1]
+            seq = nn.functional.pad(x.transpose(1, 2), (width - 1, 0))  # causal: (B, H, T+w-1)
+            x = nn.functional.conv1d(seq, self.conv_weight, self.conv_bias).transpose(1, 2)
+        if self.return_sequences:
+            return x if mask is None else x * mask[..., None].to(x.dtype)
+        return x[torch.arange(x.shape[0], device=x.device), self.levels[-1].last_index(mask, x)]
+
+    @property
+    def last_kernel(self) -> str | None:
+        return self.levels[-1].last_kernel
+
+    def compute_mask(self, x: Tensor, mask: Tensor | None) -> Tensor | None:
+        return mask if self.return_sequences else None
+
+    def compute_output_shape(self, input_shape):
+        shape = tuple(input_shape)
+        for level in self.levels:
+            shape = level.compute_output_shape(shape)
+        return shape if self.return_sequences else (shape[0], shape[-1])
