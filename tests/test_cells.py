@@ -83,7 +83,7 @@ def lstm_transcription(cell, x, peephole, coupled):
     for t in range(T):
         hx = np.concatenate([h, x[:, t]], 1)
 
-        def gate(n, c):
+        def gate(n, c, hx=hx):
             w = W[n]
             if peephole and n in peep:
                 w = np.concatenate([peep[n], w], 1)
