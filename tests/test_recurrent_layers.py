@@ -326,3 +326,29 @@ def test_errors_name_layer_expected_and_received():
         layers.GRU(H, backend="cuda9")(torch.randn(2, 5, I))
     with pytest.raises(ShapeError, match="initial_state expected"):
         layers.GRU(H)(torch.randn(2, 5, I), initial_state=[torch.zeros(3, H)])
+
+
+def test_layers_train_in_a_hand_written_torch_loop():
+    """No Keras API needed: rnnkit layers are torch modules; a GRU learns a sequence's mean."""
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.rnn = layers.GRU(16)
+            self.out = torch.nn.Linear(16, 1)
+
+        def forward(self, x):
+            return self.out(self.rnn(x))
+
+    torch.manual_seed(0)
+    net = Net()
+    x = torch.rand(256, 10, 1)
+    y = x.mean(1)
+    net(x)  # build the lazy layer before handing parameters to the optimizer
+    opt = torch.optim.Adam(net.parameters(), lr=0.01)
+    for _ in range(200):
+        loss = torch.nn.functional.mse_loss(net(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert loss.item() < 0.01 * y.var().item()  # predicting the average would give var(y)
