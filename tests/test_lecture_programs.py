@@ -2,11 +2,11 @@
 
 import numpy as np
 import pytest
-from rnnkit.optimizers import RMSprop
 
 from rnnkit import layers, regularizers
 from rnnkit.layers import GRU, LSTM, Dense, Embedding, SimpleRNN
 from rnnkit.models import Sequential
+from rnnkit.optimizers import RMSprop
 
 max_features = 10000
 epochs = 2

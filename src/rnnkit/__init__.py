@@ -1,7 +1,19 @@
 """rnnkit: every recurrent network of the lecture as a tested, fast PyTorch layer."""
 
-from . import cells, engine, errors
+from . import (
+    callbacks,
+    cells,
+    engine,
+    errors,
+    layers,
+    losses,
+    metrics,
+    models,
+    optimizers,
+    regularizers,
+)
 
 __version__ = "0.1.0"
 
-__all__ = ["cells", "engine", "errors", "__version__"]
+__all__ = ["cells", "engine", "errors", "layers", "models", "losses", "metrics", "optimizers",
+           "regularizers", "callbacks", "__version__"]

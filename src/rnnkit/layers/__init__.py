@@ -1,5 +1,26 @@
 """Keras-named layers; every one is a torch.nn.Module."""
 
 from .base import Layer
+from .core import (
+    BatchNormalization,
+    Conv1D,
+    Dense,
+    Dropout,
+    Embedding,
+    Flatten,
+    GlobalAveragePooling1D,
+    GlobalMaxPooling1D,
+    LayerNormalization,
+    MaxPooling1D,
+    TimeDistributed,
+)
+from .recurrent import GRU, LSTM, RNN, Readout, SimpleRNN
+from .wrappers import Bidirectional, DilatedRNN, Stacked, exponential_dilations
 
-__all__ = ["Layer"]
+__all__ = [
+    "Layer",
+    "RNN", "SimpleRNN", "LSTM", "GRU", "Readout", "Bidirectional", "Stacked", "DilatedRNN",
+    "exponential_dilations",
+    "Dense", "Embedding", "Dropout", "BatchNormalization", "LayerNormalization", "Conv1D",
+    "MaxPooling1D", "GlobalMaxPooling1D", "GlobalAveragePooling1D", "Flatten", "TimeDistributed",
+]

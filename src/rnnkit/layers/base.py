@@ -24,7 +24,9 @@ _COUNTERS: dict[str, itertools.count] = defaultdict(lambda: itertools.count(1))
 
 
 def auto_name(cls_name: str) -> str:
-    snake = re.sub(r"(?<!^)(?=[A-Z])", "_", cls_name).lower()
+    # Keras's rule: SimpleRNN -> simple_rnn, Conv1D -> conv1d, GlobalAveragePooling1D -> ...
+    snake = re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", cls_name)
+    snake = re.sub(r"([a-z])([A-Z])", r"\1_\2", snake).lower()
     n = next(_COUNTERS[snake])
     return snake if n == 1 else f"{snake}_{n - 1}"
 

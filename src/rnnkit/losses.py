@@ -1,0 +1,29 @@
+"""Keras-style ``losses`` module: ``from rnnkit import losses; losses.binary_crossentropy``."""
+
+from .training.losses import (
+    MAE,
+    MSE,
+    BinaryCrossentropy,
+    CategoricalCrossentropy,
+    Huber,
+    Loss,
+    MeanAbsoluteError,
+    MeanSquaredError,
+    SparseCategoricalCrossentropy,
+    binary_crossentropy,
+    categorical_crossentropy,
+    get,
+    huber,
+    mae,
+    mean_absolute_error,
+    mean_squared_error,
+    mse,
+    sparse_categorical_crossentropy,
+)
+
+__all__ = [
+    "Loss", "BinaryCrossentropy", "CategoricalCrossentropy", "SparseCategoricalCrossentropy",
+    "MeanSquaredError", "MeanAbsoluteError", "Huber",
+    "binary_crossentropy", "categorical_crossentropy", "sparse_categorical_crossentropy",
+    "mean_squared_error", "mean_absolute_error", "huber", "mse", "mae", "MSE", "MAE", "get",
+]

@@ -1,0 +1,363 @@
+"""Model: Keras's compile / fit / evaluate / predict on a torch.nn.Module.
+
+Subclasses define ``forward(x)`` (or ``call_with_mask(x)`` to hand an output mask to the loss).
+``fit`` loops over an overridable ``train_step(batch)``; nothing here knows about recurrences.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from ..errors import ConfigError, NotBuiltError, ShapeError
+from ..layers.base import Layer, auto_name
+from ..training import callbacks as _callbacks
+from ..training import losses as _losses
+from ..training import metrics as _metrics
+from ..training import optimizers as _optimizers
+from . import data as _data
+
+
+def top_layers(module: nn.Module):
+    """The rnnkit Layers directly under ``module`` (looking through plain containers)."""
+    for child in module.children():
+        if isinstance(child, Layer):
+            yield child
+        else:
+            yield from top_layers(child)
+
+
+class Model(nn.Module):
+    """A torch module with Keras's training API."""
+
+    def __init__(self, name: str | None = None):
+        super().__init__()
+        self.name = name or auto_name(type(self).__name__)
+        self.built = False
+        self.optimizer: _optimizers.Optimizer | None = None
+        self.loss: _losses.Loss | None = None
+        self.compiled_metrics: list = []
+        self.loss_weight = 1.0
+        self.loss_tracker = _metrics.Mean("loss")
+        self.stop_training = False
+        self.history: _callbacks.History | None = None
+
+    # -- forward -------------------------------------------------------------------------------
+    def call_with_mask(self, x: Tensor) -> tuple[Tensor, Tensor | None]:
+        """The output and its mask (None when nothing is masked): the loss ignores masked steps."""
+        return self(x), None
+
+    def build_from_batch(self, x: Tensor) -> None:
+        """Create the parameters from a first batch (one forward pass without side effects)."""
+        if self.built:
+            return
+        was_training = self.training
+        self.eval()
+        with torch.no_grad():
+            self(x[:1])
+        self.train(was_training)
+        self.built = True
+
+    # -- compile -------------------------------------------------------------------------------
+    def compile(self, optimizer="rmsprop", loss=None, metrics=None, loss_weights=None) -> None:
+        """Resolve the optimizer, loss and metrics by name; nothing is built yet."""
+        self.optimizer = _optimizers.get(optimizer)
+        self.loss = None if loss is None else _losses.get(loss)
+        if isinstance(metrics, (str, _metrics.Metric)) or callable(metrics):
+            metrics = [metrics]
+        self.compiled_metrics = [_metrics.get(m, self.loss) for m in metrics or []]
+        self.loss_weight = _single_loss_weight(loss_weights)
+
+    @property
+    def metrics(self) -> list:
+        return [self.loss_tracker, *self.compiled_metrics]
+
+    def reset_metrics(self) -> None:
+        for m in self.metrics:
+            m.reset_state()
+
+    # -- one step ----------------------------------------------------------------------------
+    def compute_loss(self, y: Tensor, y_pred: Tensor, sample_weight: Tensor | None = None):
+        """The compiled loss (mean over the entries that count) plus the layers' penalties."""
+        if self.loss is None:
+            raise ConfigError(f"{self.name}: no loss; call compile(optimizer, loss=...) first")
+        return self.loss_weight * self.loss(y, y_pred, sample_weight) + self.regularization_loss()
+
+    def compute_metrics(self, loss: Tensor, y, y_pred: Tensor, sample_weight, batch_size: int):
+        """Update the running metrics and return them as logs."""
+        self.loss_tracker.update_state(loss.detach(), batch_size)
+        for m in self.compiled_metrics:
+            m.update_state(y, y_pred, sample_weight)
+        return {m.name: m.result() for m in self.metrics}
+
+    def train_step(self, batch) -> dict[str, float]:
+        """One optimizer step on ``batch = (x, y, sample_weight)``; returns the running logs."""
+        x, y, sample_weight = batch
+        y_pred, mask = self.call_with_mask(x)
+        weight = _combine_weights(sample_weight, mask)
+        loss = self.compute_loss(y, y_pred, weight)
+        self.optimizer.zero_grad()
+        loss.backward()
+        self.optimizer.step()
+        return self.compute_metrics(loss, y, y_pred.detach(), weight, len(x))
+
+    @torch.no_grad()
+    def test_step(self, batch) -> dict[str, float]:
+        x, y, sample_weight = batch
+        y_pred, mask = self.call_with_mask(x)
+        weight = _combine_weights(sample_weight, mask)
+        loss = self.compute_loss(y, y_pred, weight)
+        return self.compute_metrics(loss, y, y_pred, weight, len(x))
+
+    @torch.no_grad()
+    def predict_step(self, batch) -> Tensor:
+        return self(batch[0])
+
+    # -- loops ---------------------------------------------------------------------------------
+    def fit(self, x=None, y=None, batch_size: int = 32, epochs: int = 1, verbose="auto",
+            callbacks=None, validation_split: float = 0.0, validation_data=None,
+            shuffle: bool = True, steps_per_epoch: int | None = None,
+            validation_steps: int | None = None, initial_epoch: int = 0,
+            sample_weight=None) -> _callbacks.History:
+        """Train for ``epochs`` epochs; x/y arrays, tensors or lists, or x an iterable of
+        (x, y[, sample_weight]) batches. Returns the History (``history.history[key]``)."""
+        self._require_compiled("fit")
+        _check_positive("batch_size", batch_size)
+        if epochs < 0:
+            raise ConfigError(f"fit: epochs must be >= 0, got {epochs}")
+        if not 0.0 <= validation_split < 1.0:
+            raise ConfigError(f"fit: validation_split must be in [0, 1), got {validation_split}")
+        train, val = self._fit_streams(x, y, sample_weight, batch_size, validation_split,
+                                       validation_data, shuffle, steps_per_epoch,
+                                       validation_steps)
+        verbose = _verbosity(verbose)
+        history = _callbacks.History()
+        cbs = self._callback_list(callbacks, history, verbose,
+                                  {"epochs": epochs, "steps": train.steps_per_epoch})
+        self.stop_training = False
+        cbs.call("on_train_begin", None)
+        logs: dict = {}
+        for epoch in range(initial_epoch, epochs):
+            self.reset_metrics()
+            cbs.call("on_epoch_begin", epoch, None)
+            epoch_logs = self._train_epoch(train, cbs)
+            if epoch_logs is None:
+                if epoch == initial_epoch:
+                    raise ShapeError("fit: x yielded no batches (empty data)")
+                _data.warn_ran_out(steps_per_epoch, epochs)
+                break
+            logs = epoch_logs
+            if val is not None:
+                val_logs = self._run_test(val, cbs)
+                logs.update({f"val_{k}": v for k, v in val_logs.items()})
+            cbs.call("on_epoch_end", epoch, logs)
+            if train.ran_out:
+                _data.warn_ran_out(steps_per_epoch, epochs)
+                break
+            if self.stop_training:
+                break
+        cbs.call("on_train_end", logs)
+        self.history = history
+        return history
+
+    def fit_generator(self, generator, steps_per_epoch: int | None = None, epochs: int = 1,
+                      verbose="auto", callbacks=None, validation_data=None,
+                      validation_steps: int | None = None,
+                      initial_epoch: int = 0) -> _callbacks.History:
+        """Keras 2's name for ``fit(generator, ...)``."""
+        return self.fit(generator, steps_per_epoch=steps_per_epoch, epochs=epochs,
+                        verbose=verbose, callbacks=callbacks, validation_data=validation_data,
+                        validation_steps=validation_steps, initial_epoch=initial_epoch)
+
+    def evaluate(self, x=None, y=None, batch_size: int = 32, verbose="auto", sample_weight=None,
+                 steps: int | None = None, callbacks=None, return_dict: bool = False):
+        """The loss, or [loss, *metrics] when compiled with metrics (a dict with return_dict)."""
+        self._require_compiled("evaluate")
+        _check_positive("batch_size", batch_size)
+        stream = self._stream(x, y, sample_weight, batch_size, False, steps, needs_y=True)
+        cbs = self._callback_list(callbacks, None, _verbosity(verbose),
+                                  {"steps": stream.steps_per_epoch})
+        logs = self._run_test(stream, cbs)
+        if not logs:
+            raise ShapeError("evaluate: x yielded no batches (empty data)")
+        if return_dict:
+            return logs
+        values = list(logs.values())
+        return values[0] if len(values) == 1 else values
+
+    def predict(self, x, batch_size: int = 32, verbose="auto", steps: int | None = None):
+        """The outputs for x (arrays or an iterable of batches) as one numpy array."""
+        _check_positive("batch_size", batch_size)
+        stream = self._stream(x, None, None, batch_size, False, steps, needs_y=False)
+        self.eval()
+        outputs = []
+        for batch in stream.epoch():
+            batch = self._to_device(batch)
+            self.build_from_batch(batch[0])
+            outputs.append(self.predict_step(batch).cpu())
+        if not outputs:
+            raise ShapeError("predict: x yielded no batches (empty data)")
+        return torch.cat(outputs).numpy()
+
+    def _train_epoch(self, stream: _data.BatchStream, cbs) -> dict | None:
+        self.train()
+        logs = None
+        for step, batch in enumerate(stream.epoch()):
+            batch = self._to_device(batch)
+            if batch[1] is None:
+                raise ShapeError("fit: the data has no targets y")
+            self._ensure_ready(batch[0])
+            cbs.call("on_train_batch_begin", step, None)
+            logs = self.train_step(batch)
+            cbs.call("on_train_batch_end", step, logs)
+            if self.stop_training:
+                break
+        return logs
+
+    def _run_test(self, stream: _data.BatchStream, cbs) -> dict:
+        self.eval()
+        self.reset_metrics()
+        cbs.call("on_test_begin", None)
+        logs: dict = {}
+        for step, batch in enumerate(stream.epoch()):
+            batch = self._to_device(batch)
+            self.build_from_batch(batch[0])
+            cbs.call("on_test_batch_begin", step, None)
+            logs = self.test_step(batch)
+            cbs.call("on_test_batch_end", step, logs)
+        cbs.call("on_test_end", logs)
+        return logs
+
+    # -- plumbing ------------------------------------------------------------------------------
+    def _ensure_ready(self, x: Tensor) -> None:
+        """Build the model from the first batch, then the torch optimizer over its parameters."""
+        self.build_from_batch(x)
+        if not self.optimizer.built:
+            self.optimizer.build(self.parameters())
+
+    def _fit_streams(self, x, y, sample_weight, batch_size, validation_split, validation_data,
+                     shuffle, steps_per_epoch, validation_steps):
+        if validation_split and not _data.is_array_like(x):
+            raise ConfigError("fit: validation_split needs array inputs; with a generator pass "
+                              "validation_data instead")
+        if validation_split:
+            arrays = _data.ArrayData(x, _require_y(y, "fit"), sample_weight)
+            train_part, val_part = arrays.split(validation_split)
+            return (_data.BatchStream(train_part, batch_size, shuffle, steps_per_epoch),
+                    _data.BatchStream(val_part, batch_size, False, validation_steps))
+        train = self._stream(x, y, sample_weight, batch_size, shuffle, steps_per_epoch,
+                             needs_y=True)
+        if validation_data is None:
+            return train, None
+        if isinstance(validation_data, (tuple, list)) and 2 <= len(validation_data) <= 3 \
+                and _data.is_array_like(validation_data[0]):
+            val = _data.BatchStream(_data.ArrayData(*validation_data), batch_size, False,
+                                    validation_steps)
+        else:
+            val = _data.BatchStream(validation_data, batch_size, False, validation_steps)
+        return train, val
+
+    def _stream(self, x, y, sample_weight, batch_size, shuffle, steps, needs_y):
+        if _data.is_array_like(x):
+            y = _require_y(y, "fit/evaluate") if needs_y else None
+            return _data.BatchStream(_data.ArrayData(x, y, sample_weight), batch_size, shuffle,
+                                     steps)
+        if y is not None:
+            raise ConfigError("y must be None when x is a generator or iterable of batches "
+                              "(the batches carry the targets)")
+        if not isinstance(x, Iterable):
+            raise ConfigError(f"x must be an array, tensor, list or an iterable of batches, "
+                              f"got {type(x).__name__}")
+        return _data.BatchStream(x, batch_size, False, steps)
+
+    def _callback_list(self, callbacks, history, verbose: int, params: dict):
+        cbs = list(callbacks or [])
+        if history is not None and not any(isinstance(c, _callbacks.History) for c in cbs):
+            cbs.append(history)
+        if verbose and not any(isinstance(c, _callbacks.ProgressBar) for c in cbs):
+            cbs.append(_callbacks.ProgressBar(verbose))
+        return _callbacks.CallbackList(cbs, self, {**params, "verbose": verbose})
+
+    def _device(self) -> torch.device:
+        p = next(self.parameters(), None)
+        return torch.device("cpu") if p is None else p.device
+
+    def _to_device(self, batch):
+        device = self._device()
+        return tuple(None if t is None else t.to(device) for t in batch)
+
+    def _require_compiled(self, what: str) -> None:
+        if self.optimizer is None:
+            raise ConfigError(f"{self.name}: call compile(optimizer, loss) before {what}()")
+
+    # -- weights -------------------------------------------------------------------------------
+    def regularization_loss(self) -> Tensor | float:
+        """The sum of the layers' weight penalties (Keras adds it to the training loss)."""
+        return sum((layer.regularization_loss() for layer in top_layers(self)), 0.0)
+
+    def get_weights(self) -> list[np.ndarray]:
+        """Every layer's Keras weights, layer after layer."""
+        return [w for layer in top_layers(self) for w in layer.get_weights()]
+
+    def set_weights(self, weights) -> None:
+        weights = list(weights)
+        layers = list(top_layers(self))
+        counts = [len(layer.get_weights()) for layer in layers]
+        if len(weights) != sum(counts):
+            raise ShapeError(f"{self.name}: set_weights expected {sum(counts)} arrays, "
+                             f"got {len(weights)}")
+        start = 0
+        for layer, n in zip(layers, counts):
+            layer.set_weights(weights[start:start + n])
+            start += n
+
+    def count_params(self) -> int:
+        if not self.built:
+            raise NotBuiltError(f"{self.name}: the model is not built yet; pass input_shape to "
+                                "the first layer, call build(input_shape), or call the model "
+                                "on data")
+        return sum(layer.count_params() for layer in top_layers(self))
+
+
+def _combine_weights(sample_weight: Tensor | None, mask: Tensor | None):
+    if mask is None:
+        return sample_weight
+    mask = mask.float()
+    if sample_weight is None:
+        return mask
+    return _losses.align_weight(sample_weight, mask) * mask
+
+
+def _single_loss_weight(loss_weights) -> float:
+    if loss_weights is None:
+        return 1.0
+    if isinstance(loss_weights, dict):
+        loss_weights = list(loss_weights.values())
+    if isinstance(loss_weights, (list, tuple)):
+        if len(loss_weights) != 1:
+            raise ConfigError(f"loss_weights: a single-output model takes one weight, got "
+                              f"{loss_weights!r}")
+        (loss_weights,) = loss_weights
+    return float(loss_weights)
+
+
+def _require_y(y, what: str):
+    if y is None:
+        raise ConfigError(f"{what}: targets y are missing (x is an array, so y must be given)")
+    return y
+
+
+def _check_positive(name: str, value) -> None:
+    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value <= 0:
+        raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+
+
+def _verbosity(verbose) -> int:
+    if verbose == "auto":
+        return 1
+    if verbose not in (0, 1, 2):
+        raise ConfigError(f"verbose must be 0, 1, 2 or 'auto', got {verbose!r}")
+    return int(verbose)
