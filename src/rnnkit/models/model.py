@@ -46,8 +46,11 @@ class Model(nn.Module):
         self.history: _callbacks.History | None = None
 
     # -- forward -------------------------------------------------------------------------------
-    def call_with_mask(self, x: Tensor) -> tuple[Tensor, Tensor | None]:
-        """The output and its mask (None when nothing is masked): the loss ignores masked steps."""
+    def call_with_mask(self, x: Tensor, targets: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
+        """The output and its mask (None when nothing is masked): the loss ignores masked steps.
+
+        ``targets`` is given in training only, for layers that use teacher forcing.
+        """
         return self(x), None
 
     def build_from_batch(self, x: Tensor) -> None:
@@ -96,7 +99,7 @@ class Model(nn.Module):
     def train_step(self, batch) -> dict[str, float]:
         """One optimizer step on ``batch = (x, y, sample_weight)``; returns the running logs."""
         x, y, sample_weight = batch
-        y_pred, mask = self.call_with_mask(x)
+        y_pred, mask = self.call_with_mask(x, targets=y)
         weight = _combine_weights(sample_weight, mask)
         loss = self.compute_loss(y, y_pred, weight)
         self.optimizer.zero_grad()

@@ -62,12 +62,17 @@ class Sequential(Model):
         self._require_built("output_shape")
         return self.output_shapes[-1]
 
-    def call_with_mask(self, x, mask: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
+    def call_with_mask(self, x, mask: Tensor | None = None,
+                       targets: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
+        """Run the layers; ``targets`` reach the layers that train with teacher forcing."""
         if not isinstance(x, Tensor):
             x = _data.to_tensor(x).to(self._device())
         self.build_from_batch(x)
         for layer in self.layers:
-            y = layer(x, mask=mask) if layer.supports_masking else layer(x)
+            kwargs = {"mask": mask} if layer.supports_masking else {}
+            if targets is not None and getattr(layer, "teacher_forcing", False):
+                kwargs["targets"] = targets
+            y = layer(x, **kwargs)
             mask = layer.compute_mask(x, mask)
             x = y
         return x, mask
