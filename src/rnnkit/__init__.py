@@ -3,6 +3,8 @@
 from . import (
     callbacks,
     cells,
+    data,
+    datasets,
     engine,
     errors,
     layers,
@@ -15,5 +17,7 @@ from . import (
 
 __version__ = "0.1.0"
 
-__all__ = ["cells", "engine", "errors", "layers", "models", "losses", "metrics", "optimizers",
-           "regularizers", "callbacks", "__version__"]
+__all__ = [
+    "cells", "data", "datasets", "engine", "errors", "layers", "models", "losses", "metrics",
+    "optimizers", "regularizers", "callbacks", "__version__",
+]

@@ -23,6 +23,18 @@ class NotBuiltError(RnnkitError, RuntimeError):
     """A layer or model was used before its shapes were known."""
 
 
+class DataFormatError(RnnkitError, ValueError):
+    """A data file is empty, lacks a column, or holds a value that is not allowed."""
+
+
+class DownloadError(RnnkitError, OSError):
+    """A file could not be downloaded (offline, unreachable host, refused)."""
+
+
+class ChecksumError(RnnkitError, ValueError):
+    """A downloaded or cached file does not have the expected sha256."""
+
+
 def where(name: str | None) -> str:
     return f"{name}: " if name else ""
 
