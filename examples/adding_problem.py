@@ -15,10 +15,10 @@ import time
 
 import numpy as np
 import torch
-from rnnkit.optimizers import Adam
 
 from rnnkit import layers
 from rnnkit.models import Sequential
+from rnnkit.optimizers import Adam
 
 SOLVED_MSE = 0.01
 CELLS = {
