@@ -28,6 +28,8 @@ class ScanSpec:
     dtype: torch.dtype
     batch: int
     steps: int
+    # post-padding: each row's real steps are 0..len-1 with len >= 1, as a packed sequence needs
+    mask_packable: bool = False
 
 
 class Kernel(Protocol):

@@ -41,7 +41,9 @@ def scan(cell, x: Tensor, state=None, mask: Tensor | None = None, reverse: bool 
     if mask is not None:
         mask = mask.to(torch.bool)
         if mask.shape != (batch, steps):
-            raise ShapeError(f"scan: mask must be (B, T) = {(batch, steps)}, got {tuple(mask.shape)}")
+            raise ShapeError(
+                f"scan: mask must be (B, T) = {(batch, steps)}, got {tuple(mask.shape)}"
+            )
         if bool(mask.all()):
             mask = None
     if reverse:
@@ -54,6 +56,7 @@ def scan(cell, x: Tensor, state=None, mask: Tensor | None = None, reverse: bool 
     spec = ScanSpec(
         has_mask=mask is not None, has_recurrent_mask=recurrent_mask is not None,
         device=x.device, dtype=x.dtype, batch=x.shape[0], steps=x.shape[1],
+        mask_packable=mask is not None and is_packable(mask),
     )
     kernel = select(cell, spec, backend)
     ys, final = kernel.run(cell, x, state, mask, recurrent_mask)
@@ -62,6 +65,11 @@ def scan(cell, x: Tensor, state=None, mask: Tensor | None = None, reverse: bool 
     if reverse:
         ys = ys.flip(1)
     return ScanOutput(ys, tuple(final), kernel.name)
+
+
+def is_packable(mask: Tensor) -> bool:
+    """True when every row of mask (B, T) is real on steps 0..len-1 with len >= 1 (post-padding)."""
+    return bool(mask[:, 0].all()) and not bool((mask[:, 1:] & ~mask[:, :-1]).any())
 
 
 def last_steps(mask: Tensor | None, batch: int, steps: int, device) -> Tensor:
@@ -91,7 +99,7 @@ def to_interleaved(x, state, mask, recurrent_mask, d: int):
 
 
 def from_interleaved(ys, final, last, batch: int, steps: int, d: int):
-    """Undo ``to_interleaved``; the final state is that of the sub-sequence holding the last step."""
+    """Undo ``to_interleaved``; the final state is that of the sub-sequence with the last step."""
     n, hid = ys.shape[1], ys.shape[2]
     ys = ys.reshape(batch, d, n, hid).transpose(1, 2).reshape(batch, n * d, hid)[:, :steps]
     rows = torch.arange(batch, device=last.device)

@@ -1,0 +1,91 @@
+"""Forward+backward of every cell family: rnnkit vs torch.nn and vs the reference loop.
+
+Targets: standard SimpleRNN/LSTM/GRU through rnnkit layers <= 1.05x torch.nn; every other family
+<= 1.5x torch.nn.LSTM at the same shape and >= 3x faster than the reference loop.
+"""
+
+from __future__ import annotations
+
+import torch
+from common import fwd_bwd, interleaved, setup, table, verdict
+
+from rnnkit import layers
+from rnnkit.cells import FeedbackCell, GRUCell, LinearCell, LSTMCell, SimpleCell
+from rnnkit.engine import scan
+
+SHAPES = [(128, 500, 32, 32), (64, 100, 256, 256)]  # (B, T, I, H)
+
+
+def standard(shape, rounds: int) -> list[list]:
+    """torch.nn.RNN/LSTM/GRU vs rnnkit's SimpleRNN/LSTM/GRU layers, side by side."""
+    b, t, i, h = shape
+    x = torch.randn(b, t, i, requires_grad=True)
+    pairs = {"SimpleRNN": (torch.nn.RNN, layers.SimpleRNN), "LSTM": (torch.nn.LSTM, layers.LSTM),
+             "GRU": (torch.nn.GRU, layers.GRU)}
+    contenders, kernels = {}, {}
+    for name, (tnn, rk) in pairs.items():
+        ref = tnn(i, h, batch_first=True)
+        layer = rk(h, return_sequences=True)
+        layer(x)
+        kernels[name] = layer.last_kernel
+        contenders[f"torch.nn.{name}"] = fwd_bwd(lambda ref=ref: ref(x)[0])
+        contenders[f"rnnkit.{name}"] = fwd_bwd(lambda layer=layer: layer(x))
+    ms = interleaved(contenders, rounds)
+    rows = []
+    for name in pairs:
+        ratio = ms[f"rnnkit.{name}"] / ms[f"torch.nn.{name}"]
+        rows.append([f"{shape}", name, kernels[name], ms[f"torch.nn.{name}"],
+                     ms[f"rnnkit.{name}"], f"{ratio:.2f}", verdict(ratio <= 1.05)])
+    return rows
+
+
+def families(i: int, h: int) -> dict:
+    return {
+        "LSTM peephole full": LSTMCell(i, h, peephole="full"),
+        "LSTM peephole diagonal": LSTMCell(i, h, peephole="diagonal"),
+        "LSTM coupled": LSTMCell(i, h, coupled=True),
+        "GRU reset_after=False": GRUCell(i, h, reset_after=False),
+        "SimpleRNN lags=(1, 2)": SimpleCell(i, h, lags=(1, 2)),
+        "LSTM lags=(1, 2)": LSTMCell(i, h, lags=(1, 2)),
+        "feedback (O=8)": FeedbackCell(i, h, 8),
+        "linear (fused loop)": LinearCell(i, h),
+    }
+
+
+def others(shape, rounds: int, ref_rounds: int) -> list[list]:
+    """Each non-standard family on the fused kernel vs torch.nn.LSTM and the reference loop."""
+    b, t, i, h = shape
+    x = torch.randn(b, t, i, requires_grad=True)
+    lstm = torch.nn.LSTM(i, h, batch_first=True)
+    cells = families(i, h)
+    contenders = {"torch.nn.LSTM": fwd_bwd(lambda: lstm(x)[0])}
+    for name, cell in cells.items():
+        contenders[name] = fwd_bwd(lambda cell=cell: scan(cell, x, backend="fused").outputs)
+    ms = interleaved(contenders, rounds)
+    refs = interleaved({name: fwd_bwd(lambda cell=cell: scan(cell, x, backend="reference").outputs)
+                        for name, cell in cells.items()}, ref_rounds, warmup=0)
+    rows = []
+    for name in cells:
+        vs_lstm, speedup = ms[name] / ms["torch.nn.LSTM"], refs[name] / ms[name]
+        rows.append([f"{shape}", name, ms["torch.nn.LSTM"], ms[name], f"{vs_lstm:.2f}",
+                     verdict(vs_lstm <= 1.5), refs[name], f"{speedup:.1f}", verdict(speedup >= 3)])
+    return rows
+
+
+def run(rounds: int = 7, ref_rounds: int = 3) -> str:
+    setup()
+    std, oth = [], []
+    for shape in SHAPES:
+        std += standard(shape, rounds)
+        oth += others(shape, rounds, ref_rounds)
+    return "\n\n".join([
+        "### Standard cells: rnnkit layers vs torch.nn (forward+backward, ms, median)",
+        table(["(B, T, I, H)", "cell", "kernel", "torch.nn", "rnnkit", "ratio", "<= 1.05x"], std),
+        "### Other cell families on the fused kernel (forward+backward, ms, median)",
+        table(["(B, T, I, H)", "family", "torch.nn.LSTM", "fused", "vs LSTM", "<= 1.5x",
+               "reference", "speed-up", ">= 3x"], oth),
+    ])
+
+
+if __name__ == "__main__":
+    print(run())

@@ -1,0 +1,52 @@
+"""Run every benchmark and write docs/benchmarks.md (``make bench``).
+
+Each script measures its contenders side by side, interleaved, and reports medians and ratios.
+``--quick`` takes fewer rounds (for a smoke run; the committed tables come from the full run).
+"""
+
+from __future__ import annotations
+
+import datetime
+import pathlib
+import sys
+
+sys.path.insert(0, str(pathlib.Path(__file__).parent))
+
+import bench_fit  # noqa: E402
+import bench_kernels  # noqa: E402
+import bench_memory  # noqa: E402
+import bench_parallel  # noqa: E402
+from common import machine  # noqa: E402
+
+DOC = pathlib.Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
+NOTES = pathlib.Path(__file__).parent / "NOTES.md"
+
+
+def main() -> None:
+    quick = "--quick" in sys.argv
+    sections = [
+        bench_kernels.run(rounds=3 if quick else 7, ref_rounds=1 if quick else 3),
+        bench_parallel.run(rounds=1 if quick else 3),
+        bench_memory.run(),
+        bench_fit.run(rounds=2 if quick else 5, batches=2 if quick else 4),
+    ]
+    for s in sections:
+        print(s, "\n", flush=True)
+    head = [
+        "# Benchmarks",
+        "",
+        f"Produced by `make bench` (`python benchmarks/run_all.py{' --quick' if quick else ''}`)"
+        f" on {datetime.date.today()}.",
+        f"Machine: {machine()}.",
+        "No GPU was available, so the suite ran on CPU only.",
+        "All contenders run side by side in one process, interleaved round by round; "
+        "times are medians (ms). The machine is shared with other work, so expect ±20 % noise.",
+        "",
+    ]
+    notes = NOTES.read_text() if NOTES.exists() else ""
+    DOC.parent.mkdir(exist_ok=True)
+    DOC.write_text("\n".join(head) + "\n\n".join(sections) + "\n\n" + notes)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,231 @@
+"""The compiled kernel: the fused families' hand-written BPTT with the time loop in C++.
+
+Dimension legend: B batch, T time, I input features, H units, G gates, K lags, L the largest lag.
+
+The plan is the fused kernel's (``engine/fused.py``) — the input projection A·x_t + b as one GEMM
+over all t outside the Function, one recurrent GEMM per step into preallocated buffers, the
+recurrent weight gradient as one GEMM over all T·B rows after the loop — but the loops run in C++
+(``csrc/fused_cells.cpp``), so a step costs no Python and no per-op dispatch from Python. The
+forward keeps only the gate activations and the states; derivatives are taken from the activation
+outputs, and the backward keeps the gradient of the lag history in a ring of L+1 slots, so the
+memory held for backward is below the reference loop's autograd graph.
+
+Families: SimpleCell; LSTMCell (standard, peephole full/diagonal, coupled); GRUCell
+(reset_after True and False); all with lags, masks and recurrent masks. Activations: linear, tanh,
+sigmoid and relu (their derivatives follow from their outputs); anything else stays on ``fused``.
+CPU, float32 and float64.
+
+The extension is built with ``torch.utils.cpp_extension.load`` at its first use (g++ and ninja;
+about a minute) into ``$RNNKIT_EXT_DIR``, or torch's extensions directory when that is unset, and
+reused from there. When the build fails, ``supports`` says "C++ extension unavailable: <reason>":
+``backend="auto"`` then takes ``fused`` (``rnnkit.engine.explain`` shows why) and
+``backend="compiled"`` raises ``BackendError`` with that reason.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import pathlib
+import subprocess
+
+import torch
+from torch import Tensor
+
+from .. import activations
+from ..cells import GRUCell, LSTMCell, SimpleCell
+from .fused import compaction, first_order_only, gather_time, is_prefix
+from .registry import ScanSpec, register
+
+log = logging.getLogger(__name__)
+
+SOURCE = pathlib.Path(__file__).with_name("csrc") / "fused_cells.cpp"
+EXTENSION = "rnnkit_fused_cells"  # also the operator namespace: torch.ops.rnnkit_fused_cells
+ACTIVATION_CODES = {activations.linear: 0, torch.tanh: 1, torch.sigmoid: 2, torch.relu: 3}
+PEEPHOLE_CODES = {None: 0, "full": 1, "diagonal": 2}
+_BUILD_ERRORS = (RuntimeError, OSError, ImportError, subprocess.SubprocessError)
+
+
+def build(source: pathlib.Path = SOURCE, build_dir: str | None = None) -> tuple[object | None, str]:
+    """Compile (or reuse the cached build of) the extension and load its operators.
+
+    -> (torch.ops namespace, "") or (None, "C++ extension unavailable: <reason>").
+    """
+    from torch.utils import cpp_extension
+
+    build_dir = build_dir or os.environ.get("RNNKIT_EXT_DIR") or None
+    if build_dir:
+        os.makedirs(build_dir, exist_ok=True)
+    try:
+        cpp_extension.load(name=EXTENSION, sources=[str(source)], extra_cflags=["-O3"],
+                           build_directory=build_dir, is_python_module=False, verbose=False)
+    except _BUILD_ERRORS as exc:
+        log.warning("rnnkit: building the compiled kernel failed; falling back to 'fused':\n%s", exc)
+        detail = " ".join(str(exc).split())
+        return None, f"C++ extension unavailable: {type(exc).__name__}: {detail[:400]}"
+    return getattr(torch.ops, EXTENSION), ""
+
+
+# -- the autograd Functions ---------------------------------------------------------------------
+def _lags(cfg) -> list[int]:
+    return list(cfg["lags"])
+
+
+class CompiledSimple(torch.autograd.Function):
+    """h_t = f(xw_t + (h_lags * rm) @ W^T): xw (T, B, H), h0 (B, H), w (H, K·H) -> ys, h_T."""
+
+    @staticmethod
+    def forward(ctx, xw, h0, w, m, rm, ops, cfg):
+        hbuf = ops.simple_forward(xw, h0, w, m, rm, _lags(cfg), cfg["act"])
+        ctx.save_for_backward(hbuf, w, m, rm)
+        ctx.ops, ctx.cfg = ops, cfg
+        return outputs(hbuf, cfg["lags"][-1], m), hbuf[-1].clone()
+
+    @staticmethod
+    @first_order_only
+    def backward(ctx, dys, dh_last):
+        hbuf, w, m, rm = ctx.saved_tensors
+        cfg = ctx.cfg
+        dxw, dh0, dw = ctx.ops.simple_backward(dys.contiguous(), dh_last, hbuf, w, m, rm, _lags(cfg),
+                                               cfg["act"])
+        return dxw, dh0, dw, None, None, None, None
+
+
+class CompiledLSTM(torch.autograd.Function):
+    """LSTM, peephole (full or diagonal) and coupled: xw (T, B, G·H), h0 c0 (B, H) -> ys, h_T, c_T."""
+
+    @staticmethod
+    def forward(ctx, xw, h0, c0, w, peep_prev, peep_out, m, rm, ops, cfg):
+        a, hbuf, cbuf = ops.lstm_forward(xw, h0, c0, w, peep_prev, peep_out, m, rm, _lags(cfg),
+                                         cfg["act"], cfg["ract"], cfg["coupled"], cfg["peephole"])
+        ctx.save_for_backward(a, hbuf, cbuf, w, peep_prev, peep_out, m, rm)
+        ctx.ops, ctx.cfg = ops, cfg
+        return outputs(hbuf, cfg["lags"][-1], m), hbuf[-1].clone(), cbuf[-1].clone()
+
+    @staticmethod
+    @first_order_only
+    def backward(ctx, dys, dh_last, dc_last):
+        a, hbuf, cbuf, w, peep_prev, peep_out, m, rm = ctx.saved_tensors
+        cfg = ctx.cfg
+        dxw, dh0, dc0, dw, dpp, dpo = ctx.ops.lstm_backward(
+            dys.contiguous(), dh_last, dc_last, a, hbuf, cbuf, w, peep_prev, peep_out, m, rm,
+            _lags(cfg), cfg["act"], cfg["ract"], cfg["coupled"], cfg["peephole"])
+        return dxw, dh0, dc0, dw, dpp, dpo, None, None, None, None
+
+
+class CompiledGRU(torch.autograd.Function):
+    """GRU, reset gate after or before the matmul: xw (T, B, 3H), h0 (B, H) -> ys, h_T."""
+
+    @staticmethod
+    def forward(ctx, xw, h0, w, bias_hh, m, rm, ops, cfg):
+        a, extra, hbuf = ops.gru_forward(xw, h0, w, bias_hh, m, rm, _lags(cfg), cfg["act"],
+                                         cfg["ract"], cfg["reset_after"])
+        ctx.save_for_backward(a, extra, hbuf, w, m, rm)
+        ctx.ops, ctx.cfg, ctx.has_bias = ops, cfg, bias_hh is not None
+        return outputs(hbuf, cfg["lags"][-1], m), hbuf[-1].clone()
+
+    @staticmethod
+    @first_order_only
+    def backward(ctx, dys, dh_last):
+        a, extra, hbuf, w, m, rm = ctx.saved_tensors
+        cfg = ctx.cfg
+        dxw, dh0, dw, db = ctx.ops.gru_backward(
+            dys.contiguous(), dh_last, a, extra, hbuf, w, ctx.has_bias, m, rm, _lags(cfg),
+            cfg["act"], cfg["ract"], cfg["reset_after"])
+        return dxw, dh0, dw, db, None, None, None, None
+
+
+def outputs(hbuf: Tensor, lmax: int, m: Tensor | None) -> Tensor:
+    """y_t = h_t on real steps, 0 on masked ones: (T, B, H)."""
+    ys = hbuf[lmax:]
+    return ys if m is None else ys * m.unsqueeze(-1)
+
+
+# -- which cells ---------------------------------------------------------------------------------
+def _roles(cell) -> dict[str, object]:
+    names = ("activation", "recurrent_activation")
+    return {n: getattr(cell, n) for n in names if hasattr(cell, n)}
+
+
+def cell_reason(cell) -> str:
+    """Why the compiled families cannot run this cell, or '' when they can."""
+    if type(cell) not in (SimpleCell, LSTMCell, GRUCell):
+        return f"no compiled family for {type(cell).__name__} (SimpleCell, LSTMCell, GRUCell only)"
+    for role, fn in _roles(cell).items():
+        if fn not in ACTIVATION_CODES:
+            return (f"{role}={activations.name_of(fn)!r}: the compiled kernel takes linear, tanh, "
+                    "sigmoid and relu")
+    return ""
+
+
+def _config(cell) -> dict:
+    cfg = {"lags": cell.lags, "act": ACTIVATION_CODES[cell.activation]}
+    if isinstance(cell, (LSTMCell, GRUCell)):
+        cfg["ract"] = ACTIVATION_CODES[cell.recurrent_activation]
+    if isinstance(cell, LSTMCell):
+        cfg.update(coupled=cell.coupled, peephole=PEEPHOLE_CODES[cell.peephole])
+    if isinstance(cell, GRUCell):
+        cfg["reset_after"] = cell.reset_after
+    return cfg
+
+
+def _run_family(ops, cell, xw, state, m, rm):
+    """xw (T, B, G·H) time-major, m (T, B) float or None -> ys (T, B, H), final state."""
+    cfg = _config(cell)
+    if isinstance(cell, SimpleCell):
+        return CompiledSimple.apply(xw, state[0], cell.weight_hh, m, rm, ops, cfg)
+    if isinstance(cell, LSTMCell):
+        return CompiledLSTM.apply(xw, *state, cell.weight_hh, getattr(cell, "peep_prev", None),
+                                  getattr(cell, "peep_out", None), m, rm, ops, cfg)
+    return CompiledGRU.apply(xw, state[0], cell.weight_hh, cell.bias_hh, m, rm, ops, cfg)
+
+
+class CompiledKernel:
+    name = "compiled"
+    rank = 30
+
+    def __init__(self):
+        self._ops = None
+        self._reason: str | None = None  # None: not built yet
+
+    def ops(self) -> tuple[object | None, str]:
+        """The extension's operators, built at first use; (None, reason) when the build failed."""
+        if self._ops is None and self._reason is None:
+            self._ops, self._reason = build()
+        return self._ops, self._reason or ""
+
+    def supports(self, cell, spec: ScanSpec) -> tuple[bool, str]:
+        reason = cell_reason(cell)
+        if not reason and spec.device.type != "cpu":
+            reason = f"the C++ extension runs on CPU only, not {spec.device.type}"
+        if not reason and spec.dtype not in (torch.float32, torch.float64):
+            reason = f"the C++ extension takes float32 and float64, not {spec.dtype}"
+        if reason:
+            return False, reason
+        ops, reason = self.ops()
+        return ops is not None, reason
+
+    def run(self, cell, x, state, mask, recurrent_mask):
+        """x (B, T, I), state tuple of (B, H) -> ys (B, T, H), final state tuple."""
+        if torch.is_autocast_enabled(x.device.type):
+            # as the fused kernel: the hand-written backward is written for one dtype
+            with torch.autocast(x.device.type, enabled=False):
+                return self.run(cell, x.float(), tuple(s.float() for s in state), mask,
+                                recurrent_mask)
+        ops, _ = self.ops()
+        xw = cell.project(x)  # (B, T, G·H)
+        order = None
+        if mask is not None and cell.lags != (1,) and not is_prefix(mask):
+            order = compaction(mask)  # lags read slot L+t-l, exact once real steps come first
+            xw, mask = gather_time(xw, order), mask.gather(1, order)
+        m = None if mask is None else mask.t().to(xw.dtype).contiguous()  # (T, B)
+        rm = None if recurrent_mask is None else recurrent_mask.to(xw.dtype).contiguous()
+        state = tuple(s.contiguous() for s in state)
+        ys, *final = _run_family(ops, cell, xw.transpose(0, 1).contiguous(), state, m, rm)
+        ys = ys.transpose(0, 1)  # (B, T, H)
+        if order is not None:
+            ys = gather_time(ys, order.argsort(dim=1))
+        return ys, tuple(final)
+
+
+COMPILED = register(CompiledKernel())
