@@ -1,8 +1,11 @@
-"""Memory held for backward: the fused kernel vs the reference loop at the same shape.
+"""Memory held for backward: the compiled and fused kernels vs the reference loop at the same shape.
 
 Counted as the bytes of the distinct storages autograd saves (saved_tensors_hooks) — the part of
 peak memory that grows with T. The fused backward also allocates its per-step factors, about
-(G + 2)·T·B·H numbers, while it runs; that is listed too.
+(G + 2)·T·B·H numbers, while it runs; that is listed too. The compiled backward allocates, for
+GRU, one (T, B, H) operand of its weight gradient; beyond that only per-step buffers of at most
+(2G + L + 5)·B·H numbers (the gradient ring included), which do not grow with T and, like the
+reference's per-step temporaries, are not counted.
 """
 
 from __future__ import annotations
@@ -27,21 +30,33 @@ def saved_bytes(fn) -> int:
     return sum(storages.values())
 
 
+def compiled_scratch(cell, batch: int, steps: int) -> int:
+    """Numbers growing with T that the compiled backward allocates besides its returned gradients."""
+    per_sequence = 1 if isinstance(cell, GRUCell) else 0  # (T, B, H) temporaries
+    return per_sequence * steps * batch * cell.hidden_size
+
+
 def run(batch: int = 128, steps: int = 500, size: int = 32) -> str:
     setup()
     x = torch.randn(batch, steps, size, requires_grad=True)
     cells = {"LSTM": LSTMCell(size, size), "LSTM peephole": LSTMCell(size, size, peephole="full"),
-             "GRU": GRUCell(size, size), "SimpleRNN": SimpleCell(size, size)}
+             "GRU": GRUCell(size, size), "GRU reset_after=False": GRUCell(size, size, reset_after=False),
+             "SimpleRNN": SimpleCell(size, size)}
     rows = []
     for name, cell in cells.items():
         ref = saved_bytes(lambda cell=cell: scan(cell, x, backend="reference").outputs)
         fused = saved_bytes(lambda cell=cell: scan(cell, x, backend="fused").outputs)
+        comp = saved_bytes(lambda cell=cell: scan(cell, x, backend="compiled").outputs)
         scratch = (cell.gates + 2) * steps * batch * size * 4
+        comp_scratch = compiled_scratch(cell, batch, steps) * 4
         rows.append([name, f"{ref / 2**20:.1f}", f"{fused / 2**20:.1f}",
-                     f"{(fused + scratch) / 2**20:.1f}", verdict(fused + scratch <= ref)])
+                     f"{(fused + scratch) / 2**20:.1f}", verdict(fused + scratch <= ref),
+                     f"{comp / 2**20:.1f}", f"{(comp + comp_scratch) / 2**20:.1f}",
+                     verdict(comp + comp_scratch <= ref)])
     return "\n\n".join([
         f"### Memory saved for backward, MiB (B={batch}, T={steps}, I=H={size}, float32)",
-        table(["cell", "reference", "fused", "fused + backward scratch", "<= reference"], rows),
+        table(["cell", "reference", "fused", "fused + backward scratch", "<= reference", "compiled",
+               "compiled + backward scratch", "<= reference"], rows),
     ])
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime
 import pathlib
 import sys
+import time
 
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
 
@@ -18,12 +19,25 @@ import bench_memory  # noqa: E402
 import bench_parallel  # noqa: E402
 from common import machine  # noqa: E402
 
+from rnnkit.engine import kernels  # noqa: E402
+
 DOC = pathlib.Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
 NOTES = pathlib.Path(__file__).parent / "NOTES.md"
 
 
+def compiled_status() -> str:
+    """Whether the compiled (C++) kernel built here, and how long its first use took."""
+    start = time.perf_counter()
+    ops, reason = kernels()["compiled"].ops()
+    took = time.perf_counter() - start
+    if ops is None:
+        return f"Compiled kernel: not available ({reason}); its columns read n/a."
+    return f"Compiled kernel: C++ extension built or loaded from cache in {took:.1f} s."
+
+
 def main() -> None:
     quick = "--quick" in sys.argv
+    status = compiled_status()
     sections = [
         bench_kernels.run(rounds=3 if quick else 7, ref_rounds=1 if quick else 3),
         bench_parallel.run(rounds=1 if quick else 3),
@@ -39,6 +53,7 @@ def main() -> None:
         f" on {datetime.date.today()}.",
         f"Machine: {machine()}.",
         "No GPU was available, so the suite ran on CPU only.",
+        status,
         "All contenders run side by side in one process, interleaved round by round; "
         "times are medians (ms). The machine is shared with other work, so expect ±20 % noise.",
         "",

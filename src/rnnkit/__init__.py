@@ -14,10 +14,11 @@ from . import (
     optimizers,
     regularizers,
 )
+from .diagnosis import doctor
 
 __version__ = "0.1.0"
 
 __all__ = [
     "cells", "data", "datasets", "engine", "errors", "layers", "models", "losses", "metrics",
-    "optimizers", "regularizers", "callbacks", "__version__",
+    "optimizers", "regularizers", "callbacks", "doctor", "__version__",
 ]

@@ -8,7 +8,9 @@ recurrent weight gradient as one GEMM over all T·B rows after the loop — but 
 (``csrc/fused_cells.cpp``), so a step costs no Python and no per-op dispatch from Python. The
 forward keeps only the gate activations and the states; derivatives are taken from the activation
 outputs, and the backward keeps the gradient of the lag history in a ring of L+1 slots, so the
-memory held for backward is below the reference loop's autograd graph.
+memory held for backward is below the reference loop's autograd graph. With several threads the
+batch is split into one chunk of rows per thread, each running the whole time loop (no
+synchronisation per step); the weight-gradient GEMMs after the loop use all threads.
 
 Families: SimpleCell; LSTMCell (standard, peephole full/diagonal, coupled); GRUCell
 (reset_after True and False); all with lags, masks and recurrent masks. Activations: linear, tanh,
@@ -16,7 +18,7 @@ sigmoid and relu (their derivatives follow from their outputs); anything else st
 CPU, float32 and float64.
 
 The extension is built with ``torch.utils.cpp_extension.load`` at its first use (g++ and ninja;
-about a minute) into ``$RNNKIT_EXT_DIR``, or torch's extensions directory when that is unset, and
+15-40 s on a 2-core machine) into ``$RNNKIT_EXT_DIR``, or torch's extensions directory when that is unset, and
 reused from there. When the build fails, ``supports`` says "C++ extension unavailable: <reason>":
 ``backend="auto"`` then takes ``fused`` (``rnnkit.engine.explain`` shows why) and
 ``backend="compiled"`` raises ``BackendError`` with that reason.
@@ -28,6 +30,7 @@ import logging
 import os
 import pathlib
 import subprocess
+import sys
 
 import torch
 from torch import Tensor
@@ -46,24 +49,37 @@ PEEPHOLE_CODES = {None: 0, "full": 1, "diagonal": 2}
 _BUILD_ERRORS = (RuntimeError, OSError, ImportError, subprocess.SubprocessError)
 
 
-def build(source: pathlib.Path = SOURCE, build_dir: str | None = None) -> tuple[object | None, str]:
+def build(source: pathlib.Path = SOURCE, build_dir: str | None = None,
+          name: str = EXTENSION) -> tuple[object | None, str]:
     """Compile (or reuse the cached build of) the extension and load its operators.
 
+    name is the library's file name (torch versions it by source hash within a process).
     -> (torch.ops namespace, "") or (None, "C++ extension unavailable: <reason>").
     """
     from torch.utils import cpp_extension
 
+    # torch runs `ninja` from PATH; the one pip installed beside this Python counts too
+    bin_dir = os.path.dirname(sys.executable)
+    if bin_dir not in os.environ.get("PATH", "").split(os.pathsep):
+        os.environ["PATH"] = bin_dir + os.pathsep + os.environ.get("PATH", "")
     build_dir = build_dir or os.environ.get("RNNKIT_EXT_DIR") or None
     if build_dir:
         os.makedirs(build_dir, exist_ok=True)
     try:
-        cpp_extension.load(name=EXTENSION, sources=[str(source)], extra_cflags=["-O3"],
+        cpp_extension.load(name=name, sources=[str(source)], extra_cflags=["-O3"],
                            build_directory=build_dir, is_python_module=False, verbose=False)
     except _BUILD_ERRORS as exc:
         log.warning("rnnkit: building the compiled kernel failed; falling back to 'fused':\n%s", exc)
-        detail = " ".join(str(exc).split())
-        return None, f"C++ extension unavailable: {type(exc).__name__}: {detail[:400]}"
-    return getattr(torch.ops, EXTENSION), ""
+        return None, f"C++ extension unavailable: {type(exc).__name__}: {_summary(exc)}"
+    return getattr(torch.ops, EXTENSION), ""  # the namespace TORCH_LIBRARY declares
+
+
+def _summary(exc: BaseException) -> str:
+    """The first line of a build error (without the compiler command) and its 'error' lines."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()] or [repr(exc)]
+    head = lines[0].split(": [", 1)[0]  # ninja appends the failing command after ": [1/2]"
+    errors = [line for line in lines[1:] if "error" in line.lower()][:3]
+    return "; ".join([head, *errors])[:600]
 
 
 # -- the autograd Functions ---------------------------------------------------------------------
@@ -86,7 +102,7 @@ class CompiledSimple(torch.autograd.Function):
     def backward(ctx, dys, dh_last):
         hbuf, w, m, rm = ctx.saved_tensors
         cfg = ctx.cfg
-        dxw, dh0, dw = ctx.ops.simple_backward(dys.contiguous(), dh_last, hbuf, w, m, rm, _lags(cfg),
+        dxw, dh0, dw = ctx.ops.simple_backward(dys, dh_last, hbuf, w, m, rm, _lags(cfg),
                                                cfg["act"])
         return dxw, dh0, dw, None, None, None, None
 
@@ -108,7 +124,7 @@ class CompiledLSTM(torch.autograd.Function):
         a, hbuf, cbuf, w, peep_prev, peep_out, m, rm = ctx.saved_tensors
         cfg = ctx.cfg
         dxw, dh0, dc0, dw, dpp, dpo = ctx.ops.lstm_backward(
-            dys.contiguous(), dh_last, dc_last, a, hbuf, cbuf, w, peep_prev, peep_out, m, rm,
+            dys, dh_last, dc_last, a, hbuf, cbuf, w, peep_prev, peep_out, m, rm,
             _lags(cfg), cfg["act"], cfg["ract"], cfg["coupled"], cfg["peephole"])
         return dxw, dh0, dc0, dw, dpp, dpo, None, None, None, None
 
@@ -130,7 +146,7 @@ class CompiledGRU(torch.autograd.Function):
         a, extra, hbuf, w, m, rm = ctx.saved_tensors
         cfg = ctx.cfg
         dxw, dh0, dw, db = ctx.ops.gru_backward(
-            dys.contiguous(), dh_last, a, extra, hbuf, w, ctx.has_bias, m, rm, _lags(cfg),
+            dys, dh_last, a, extra, hbuf, w, ctx.has_bias, m, rm, _lags(cfg),
             cfg["act"], cfg["ract"], cfg["reset_after"])
         return dxw, dh0, dw, db, None, None, None, None
 

@@ -17,8 +17,9 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ..errors import ShapeError
+from ..errors import ConfigError, ShapeError
 from ..training import regularizers as _regularizers
+from . import config as _config
 
 _COUNTERS: dict[str, itertools.count] = defaultdict(lambda: itertools.count(1))
 
@@ -39,6 +40,16 @@ class Layer(nn.Module):
 
     supports_masking = False
     input_rank: int | None = None  # expected rank of the input, batch included
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        _config.register(cls)
+
+    def __new__(cls, *args, **kwargs):
+        # Keras 3 does the same: the config of a layer is the arguments it was made from.
+        layer = super().__new__(cls)
+        object.__setattr__(layer, "_init_args", _config.bound_arguments(cls, args, kwargs))
+        return layer
 
     def __init__(self, *, name: str | None = None, input_shape=None, input_dim=None,
                  trainable: bool = True, dtype=None):
@@ -126,3 +137,19 @@ class Layer(nn.Module):
 
     def count_params(self) -> int:
         return sum(p.numel() for p in self.parameters())
+
+    # -- config (Keras's get_config / from_config) -------------------------------------------
+    def get_config(self) -> dict:
+        """The constructor's arguments as JSON values, with the current ``name`` and
+        ``trainable``; ``type(layer).from_config(config)`` makes an equal, unbuilt layer."""
+        if self._init_args is None:
+            raise ConfigError(f"{self.name} ({type(self).__name__}): its constructor arguments "
+                              "were not recorded (it takes *args); override get_config()")
+        args = {**self._init_args, "name": self.name, "trainable": self.trainable}
+        return {k: _config.serialize_value(v, self, k) for k, v in args.items()}
+
+    @classmethod
+    def from_config(cls, config: dict, custom_objects: dict | None = None) -> Layer:
+        """The layer ``get_config`` describes (nested layers resolved by class name)."""
+        return cls(**{k: _config.deserialize_value(k, v, custom_objects)
+                      for k, v in config.items()})

@@ -157,8 +157,8 @@ class Embedding(_KerasWeights):
         if x.is_floating_point() or x.is_complex() or x.dtype == torch.bool:
             raise ShapeError(f"{self.name} (Embedding): expected integer token ids, got dtype "
                              f"{x.dtype}; convert the input to int64 (input_dim={self.input_dim})")
-        if x.numel() == 0:
-            return
+        if x.numel() == 0 or torch.compiler.is_exporting():
+            return  # an exported graph cannot branch on data; eager calls are checked
         lo, hi = int(x.min()), int(x.max())
         if lo < 0 or hi >= self.input_dim:
             bad = lo if lo < 0 else hi

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..errors import ConfigError, ShapeError
+from ..errors import ConfigError, DataFormatError, ShapeError
 
 Batch = tuple
 
@@ -25,8 +25,16 @@ def to_tensor(a, what: str = "x") -> Tensor:
         t = a
     else:
         try:
-            t = torch.as_tensor(np.asarray(a))
+            arr = np.asarray(a)
+            if arr.dtype.kind in "USO":  # torch's own message would blame the shape
+                raise DataFormatError(f"{what}: expected numbers, got {_first_text(arr)} "
+                                      f"(dtype {arr.dtype}); convert text to numbers first "
+                                      "(e.g. TextVectorizer for words)")
+            t = torch.as_tensor(arr)
         except (ValueError, TypeError) as e:
+            if isinstance(e, DataFormatError):
+                raise
+
             raise ShapeError(f"{what}: cannot make an array of it ({e}); pad sequences to one "
                              "length first") from None
     if t.is_floating_point() or t.dtype == torch.bool:
@@ -34,6 +42,32 @@ def to_tensor(a, what: str = "x") -> Tensor:
     if t.is_complex():
         raise ShapeError(f"{what}: complex values are not supported (dtype {t.dtype})")
     return t.to(torch.int64)
+
+
+def _first_text(arr: np.ndarray) -> str:
+    """The first entry that is not a number, as 'text' at index [i, j]."""
+    for index in np.ndindex(arr.shape):
+        try:
+            float(arr[index])
+        except (TypeError, ValueError):
+            return f"{str(arr[index])!r} at index {list(index)}"
+    return "numbers stored as text"
+
+
+def check_finite(t: Tensor, what: str) -> None:
+    """A DataFormatError naming the first NaN/inf of a float tensor: sample, step, feature."""
+    if not t.is_floating_point():
+        return
+    bad = ~torch.isfinite(t)
+    if not bool(bad.any()):
+        return
+    index = [int(i) for i in bad.nonzero()[0]]
+    axes = {1: ["sample"], 2: ["sample", "feature"], 3: ["sample", "step", "feature"]}.get(
+        t.dim(), [f"axis {k}" for k in range(t.dim())])
+    at = ", ".join(f"{a} {i}" for a, i in zip(axes, index))
+    raise DataFormatError(f"{what}: non-finite value {float(t[tuple(index)])} at {at} "
+                          f"({int(bad.sum())} non-finite values in total); drop or impute them "
+                          "before training (rnnkit.doctor(model, x, y) lists them)")
 
 
 def is_array_like(a) -> bool:
@@ -72,6 +106,9 @@ class ArrayData:
                                  f"{self.n}, {name} has {_count(a, name)}")
         if self.n == 0:
             raise ShapeError("x has no samples (empty data)")
+        for name, a in (("x", self.x), ("y", self.y), ("sample_weight", self.sample_weight)):
+            if a is not None:
+                check_finite(a, name)  # before any training step, so nothing is half-trained
 
     def take(self, index) -> ArrayData:
         part = ArrayData.__new__(ArrayData)

@@ -15,10 +15,16 @@ from torch import Tensor, nn
 from ..errors import ConfigError, NotBuiltError, ShapeError
 from ..layers.base import Layer, auto_name
 from ..training import callbacks as _callbacks
+from ..training import checkpoint as _checkpoint
+from ..training import distributed as _distributed
+from ..training import guard as _guard
 from ..training import losses as _losses
 from ..training import metrics as _metrics
 from ..training import optimizers as _optimizers
+from ..training import precision as _precision
+from ..training import tbptt as _tbptt
 from . import data as _data
+from . import persistence as _persistence
 
 
 def top_layers(module: nn.Module):
@@ -44,6 +50,7 @@ class Model(nn.Module):
         self.loss_tracker = _metrics.Mean("loss")
         self.stop_training = False
         self.history: _callbacks.History | None = None
+        self.preprocessing: dict = {}  # JSON config of the input pipeline, saved with the model
 
     # -- forward -------------------------------------------------------------------------------
     def call_with_mask(self, x: Tensor, targets: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
@@ -65,8 +72,13 @@ class Model(nn.Module):
         self.built = True
 
     # -- compile -------------------------------------------------------------------------------
-    def compile(self, optimizer="rmsprop", loss=None, metrics=None, loss_weights=None) -> None:
-        """Resolve the optimizer, loss and metrics by name; nothing is built yet."""
+    def compile(self, optimizer="rmsprop", loss=None, metrics=None, loss_weights=None,
+                precision: str = "32") -> None:
+        """Resolve the optimizer, loss and metrics by name; nothing is built yet.
+
+        ``precision``: '32', 'bf16' (autocast, CPU and GPU) or 'fp16' (autocast with a gradient
+        scaler, GPU only); see ``training/precision.py``."""
+        self.precision = _precision.Precision(precision)
         self.optimizer = _optimizers.get(optimizer)
         self.loss = None if loss is None else _losses.get(loss)
         if isinstance(metrics, (str, _metrics.Metric)) or callable(metrics):
@@ -99,64 +111,95 @@ class Model(nn.Module):
     def train_step(self, batch) -> dict[str, float]:
         """One optimizer step on ``batch = (x, y, sample_weight)``; returns the running logs."""
         x, y, sample_weight = batch
-        y_pred, mask = self.call_with_mask(x, targets=y)
+        with _precision.of(self).autocast(x.device):
+            y_pred, mask = _distributed.train_forward(self, x, y)
+        y_pred = _precision.full(y_pred)
         weight = _combine_weights(sample_weight, mask)
         loss = self.compute_loss(y, y_pred, weight)
         self.optimizer.zero_grad()
-        loss.backward()
-        self.optimizer.step()
+        _precision.of(self).backward_step(loss, self.optimizer)
         return self.compute_metrics(loss, y, y_pred.detach(), weight, len(x))
 
     @torch.no_grad()
     def test_step(self, batch) -> dict[str, float]:
         x, y, sample_weight = batch
-        y_pred, mask = self.call_with_mask(x)
+        with _precision.of(self).autocast(x.device):
+            y_pred, mask = self.call_with_mask(x)
+        y_pred = _precision.full(y_pred)
         weight = _combine_weights(sample_weight, mask)
         loss = self.compute_loss(y, y_pred, weight)
         return self.compute_metrics(loss, y, y_pred, weight, len(x))
 
     @torch.no_grad()
     def predict_step(self, batch) -> Tensor:
-        return self(batch[0])
+        with _precision.of(self).autocast(batch[0].device):
+            return _precision.full(self(batch[0]))
 
     # -- loops ---------------------------------------------------------------------------------
     def fit(self, x=None, y=None, batch_size: int = 32, epochs: int = 1, verbose="auto",
             callbacks=None, validation_split: float = 0.0, validation_data=None,
             shuffle: bool = True, steps_per_epoch: int | None = None,
             validation_steps: int | None = None, initial_epoch: int = 0,
-            sample_weight=None) -> _callbacks.History:
+            sample_weight=None, *, on_nan: str | None = "rollback", nan_lr_factor: float = 0.5,
+            seed: int | None = None, checkpoint_dir=None, checkpoint_every: int | None = None,
+            resume=None, strategy=None, tbptt=None) -> _callbacks.History:
         """Train for ``epochs`` epochs; x/y arrays, tensors or lists, or x an iterable of
-        (x, y[, sample_weight]) batches. Returns the History (``history.history[key]``)."""
+        (x, y[, sample_weight]) batches. Returns the History (``history.history[key]``).
+
+        ``on_nan`` (NaN guard, ``training/guard.py``): on a non-finite loss, gradient or weight,
+        'rollback' (default) undoes the batch and multiplies the learning rate by
+        ``nan_lr_factor``, 'stop' undoes it and stops, 'raise' undoes it and raises
+        NonFiniteError, None does nothing (Keras). ``seed`` seeds Python, numpy and torch first.
+        ``checkpoint_dir`` gets a training checkpoint every ``checkpoint_every`` optimizer steps
+        (every epoch when None); ``resume=DIR`` continues from one exactly
+        (``training/checkpoint.py``). ``strategy='ddp'`` (or running under torchrun) trains
+        data-parallel, ``batch_size`` per process (``training/distributed.py``).
+        ``tbptt=(k1, k2)`` trains on long series x (B, T, I), y (B, T, O) with truncated BPTT
+        (``training/tbptt.py``).
+        """
         self._require_compiled("fit")
+        self._strategy = _distributed.detect(strategy)
+        if tbptt is not None:
+            return _tbptt.fit_tbptt(self, x, y, tbptt, epochs, _verbosity(verbose), callbacks)
         _check_positive("batch_size", batch_size)
         if epochs < 0:
             raise ConfigError(f"fit: epochs must be >= 0, got {epochs}")
         if not 0.0 <= validation_split < 1.0:
             raise ConfigError(f"fit: validation_split must be in [0, 1), got {validation_split}")
+        guard = _guard.NanGuard(self, on_nan, nan_lr_factor)
+        if seed is not None:
+            _checkpoint.seed_everything(seed)
         train, val = self._fit_streams(x, y, sample_weight, batch_size, validation_split,
                                        validation_data, shuffle, steps_per_epoch,
                                        validation_steps)
-        verbose = _verbosity(verbose)
+        train, val = (_distributed.shard(self._strategy, s) for s in (train, val))
+        run = _checkpoint.TrainingRun(self, train, _distributed.chief_only(
+            self._strategy, checkpoint_dir), checkpoint_every, resume)
+        verbose = _distributed.chief_only(self._strategy, _verbosity(verbose), 0)
         history = _callbacks.History()
+        history.nan_events = guard.events
         cbs = self._callback_list(callbacks, history, verbose,
                                   {"epochs": epochs, "steps": train.steps_per_epoch})
         self.stop_training = False
         cbs.call("on_train_begin", None)
+        run.begin(cbs)
         logs: dict = {}
-        for epoch in range(initial_epoch, epochs):
+        first_epoch = run.first_epoch(initial_epoch)
+        for epoch in range(first_epoch, epochs):
             self.reset_metrics()
             cbs.call("on_epoch_begin", epoch, None)
-            epoch_logs = self._train_epoch(train, cbs)
+            epoch_logs = self._train_epoch(train, cbs, epoch, run, guard)
             if epoch_logs is None:
-                if epoch == initial_epoch:
+                if epoch == first_epoch:
                     raise ShapeError("fit: x yielded no batches (empty data)")
                 _data.warn_ran_out(steps_per_epoch, epochs)
                 break
-            logs = epoch_logs
+            logs = _distributed.reduce_logs(self._strategy, epoch_logs)
             if val is not None:
-                val_logs = self._run_test(val, cbs)
+                val_logs = _distributed.reduce_logs(self._strategy, self._run_test(val, cbs))
                 logs.update({f"val_{k}": v for k, v in val_logs.items()})
             cbs.call("on_epoch_end", epoch, logs)
+            run.end_epoch(epoch, cbs)
             if train.ran_out:
                 _data.warn_ran_out(steps_per_epoch, epochs)
                 break
@@ -205,17 +248,23 @@ class Model(nn.Module):
             raise ShapeError("predict: x yielded no batches (empty data)")
         return torch.cat(outputs).numpy()
 
-    def _train_epoch(self, stream: _data.BatchStream, cbs) -> dict | None:
+    def _train_epoch(self, stream: _data.BatchStream, cbs, epoch: int = 0, run=None,
+                     guard=None) -> dict | None:
+        """One epoch of train steps; ``run`` (checkpoints) hands out the batches and saves
+        after them, ``guard`` (NaN guard) wraps each train_step."""
         self.train()
         logs = None
-        for step, batch in enumerate(stream.epoch()):
+        batches = enumerate(stream.epoch()) if run is None else run.batches(epoch, cbs)
+        for step, batch in batches:
             batch = self._to_device(batch)
             if batch[1] is None:
                 raise ShapeError("fit: the data has no targets y")
             self._ensure_ready(batch[0])
             cbs.call("on_train_batch_begin", step, None)
-            logs = self.train_step(batch)
+            logs = self.train_step(batch) if guard is None else guard.step(batch, epoch, step)
             cbs.call("on_train_batch_end", step, logs)
+            if run is not None:
+                run.after_step(epoch, step, cbs)
             if self.stop_training:
                 break
         return logs
@@ -295,6 +344,39 @@ class Model(nn.Module):
     def _require_compiled(self, what: str) -> None:
         if self.optimizer is None:
             raise ConfigError(f"{self.name}: call compile(optimizer, loss) before {what}()")
+
+    # -- export --------------------------------------------------------------------------------
+    def export(self, path, format: str = "onnx", example=None):
+        """Write the model for serving: 'onnx', 'torchscript' or 'torch.export'
+        (see ``rnnkit.export.export``); returns the path."""
+        from ..export import export  # export imports the layers, which import this module
+
+        return export(self, path, format=format, example=example)
+
+    # -- saving (Keras's names; formats in persistence.py) -------------------------------------
+    def get_config(self) -> dict:
+        """The constructor arguments ``from_config`` rebuilds this model from; Sequential has
+        one, a subclassed Model defines its own to be saved whole."""
+        raise ConfigError(f"{self.name} ({type(self).__name__}): a subclassed Model needs "
+                          "get_config() and from_config() to be saved with save(); or save the "
+                          "weights only with save_weights() and rebuild the model in code")
+
+    @classmethod
+    def from_config(cls, config: dict, custom_objects: dict | None = None) -> Model:
+        return cls(**config)
+
+    def save(self, directory, overwrite: bool = True):
+        """Write the model to ``directory``: model.safetensors + config.json, atomically;
+        ``rnnkit.models.load_model(directory)`` reads it back. Returns the path."""
+        return _persistence.save_model(self, directory, overwrite)
+
+    def save_weights(self, filepath, overwrite: bool = True):
+        """Write ``state_dict()`` to one safetensors file, atomically. Returns the path."""
+        return _persistence.save_weights(self, filepath, overwrite)
+
+    def load_weights(self, filepath) -> None:
+        """Read a ``save_weights`` file into this (built) model."""
+        _persistence.load_weights(self, filepath)
 
     # -- weights -------------------------------------------------------------------------------
     def regularization_loss(self) -> Tensor | float:

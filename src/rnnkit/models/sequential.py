@@ -5,6 +5,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from ..errors import ConfigError, NotBuiltError
+from ..layers import config as _config
 from ..layers.base import Layer, Shape
 from . import data as _data
 from .model import Model
@@ -79,6 +80,23 @@ class Sequential(Model):
 
     def forward(self, x, mask: Tensor | None = None) -> Tensor:
         return self.call_with_mask(x, mask)[0]
+
+    # -- config (Keras's get_config / from_config) -------------------------------------------
+    def get_config(self) -> dict:
+        """``{"name", "layers": [{"class_name", "config"}, ...], "build_input_shape"}``."""
+        return {"name": self.name,
+                "layers": [_config.serialize_layer(layer) for layer in self.layers],
+                "build_input_shape": None if self.input_shape is None else list(self.input_shape)}
+
+    @classmethod
+    def from_config(cls, config: dict, custom_objects: dict | None = None) -> Sequential:
+        """The model ``get_config`` describes, built when the input shape was known."""
+        model = cls([_config.deserialize_layer(spec, custom_objects)
+                     for spec in config.get("layers", [])], name=config.get("name"))
+        shape = config.get("build_input_shape")
+        if shape is not None and not model.built:
+            model.build(tuple(shape))
+        return model
 
     def summary(self, line_length: int = 65, print_fn=print) -> None:
         """Print Keras's table: layer (type), output shape, param #, and the totals."""

@@ -17,15 +17,22 @@
 // activation outputs (tanh' = 1 - a², σ' = a (1 - a), relu' = [a > 0]), so no pre-activations.
 // Backward keeps the gradient of the lag history in a ring of L+1 slots of (B, H), and forms the
 // recurrent weight gradient as one GEMM over all T·B rows after the loop.
+// Threads: the rows are split into one chunk per thread, each running the whole time loop on its
+// rows (the recurrence is independent across rows), so a step costs no synchronisation.
 
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <optional>
 #include <tuple>
 #include <vector>
+
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
 
 namespace {
 
@@ -34,24 +41,38 @@ using OptTensor = std::optional<Tensor>;
 
 enum Act : int64_t { kLinear = 0, kTanh = 1, kSigmoid = 2, kRelu = 3 };
 
-// a <- act(a) in place; a may be a strided view (one gate block of a step).
+// a <- a * scale + shift in place, on a (rows, cols) view whose columns are adjacent
+template <typename T>
+void affine_(Tensor a, T scale, T shift) {
+  const int64_t rows = a.size(0), cols = a.size(1), stride = a.stride(0);
+  T* p = a.data_ptr<T>();
+  for (int64_t b = 0; b < rows; ++b) {
+    T* r = p + b * stride;
+    for (int64_t j = 0; j < cols; ++j) r[j] = r[j] * scale + shift;
+  }
+}
+
+// a <- act(a) in place; a is a (B, n) view, e.g. one gate block of a step.
+// tanh(x) = 2 σ(2x) - 1: ATen's vectorized sigmoid is several times faster than its tanh on CPU.
+template <typename T>
 void activate_(Tensor a, int64_t act) {
   switch (act) {
-    case kTanh: a.tanh_(); break;
+    case kTanh:
+      affine_<T>(a, T(2), T(0));
+      a.sigmoid_();
+      affine_<T>(a, T(2), T(-1));
+      break;
     case kSigmoid: a.sigmoid_(); break;
     case kRelu: a.relu_(); break;
     default: break;
   }
 }
 
-// out <- act(in)
+// out <- act(in), both (B, H)
+template <typename T>
 void activate_out(Tensor& out, const Tensor& in, int64_t act) {
-  switch (act) {
-    case kTanh: at::tanh_out(out, in); break;
-    case kSigmoid: at::sigmoid_out(out, in); break;
-    case kRelu: at::clamp_min_out(out, in, 0); break;
-    default: out.copy_(in); break;
-  }
+  out.copy_(in);
+  activate_<T>(out, act);
 }
 
 // act'(z) from a = act(z)
@@ -74,6 +95,21 @@ void for_rows(int64_t rows, int64_t cols, const F& f) {
   });
 }
 
+// at::empty for the per-sequence buffers (T, ...): a fresh allocation of tens of MiB costs a page
+// fault per 4 KiB on first touch, which can exceed the arithmetic at small H; asking for huge pages
+// (where THP is in "madvise" mode) cuts that 512-fold.
+Tensor big_empty(at::IntArrayRef sizes, const at::TensorOptions& options) {
+  Tensor t = at::empty(sizes, options);
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+  constexpr uintptr_t kHuge = uintptr_t(2) << 20;
+  const uintptr_t begin = reinterpret_cast<uintptr_t>(t.data_ptr());
+  const uintptr_t first = (begin + kHuge - 1) & ~(kHuge - 1);
+  const uintptr_t last = (begin + t.nbytes()) & ~(kHuge - 1);
+  if (last > first) madvise(reinterpret_cast<void*>(first), last - first, MADV_HUGEPAGE);  // a hint
+#endif
+  return t;
+}
+
 template <typename T>
 T* ptr(const Tensor& t) {
   return t.defined() ? t.data_ptr<T>() : nullptr;
@@ -83,10 +119,30 @@ Tensor contiguous_or_empty(const OptTensor& t) {
   return t.has_value() && t->defined() ? t->contiguous() : Tensor();
 }
 
-// Step t is real in row b.
+// Step t is real in row b of the mask m (T, B) with time stride ms.
 template <typename T>
-inline bool real(const T* m, int64_t t, int64_t b, int64_t batch) {
-  return m == nullptr || m[t * batch + b] != T(0);
+inline bool real(const T* m, int64_t ms, int64_t t, int64_t b) {
+  return m == nullptr || m[t * ms + b] != T(0);
+}
+
+int64_t stride0(const Tensor& t) {
+  return t.defined() ? t.stride(0) : 0;
+}
+
+// The rows [b0, b0 + n) of t along its batch dimension dim; an undefined tensor stays undefined.
+Tensor rows_of(const Tensor& t, int64_t dim, int64_t b0, int64_t n) {
+  return t.defined() ? t.narrow(dim, b0, n) : t;
+}
+
+// f(b0, n) on one contiguous chunk of rows per thread. The recurrence is independent across rows,
+// so each thread runs the whole time loop on its rows: no synchronisation per step, and the ATen
+// calls inside run single-threaded (they see the parallel region).
+template <typename F>
+void over_batch(int64_t batch, const F& f) {
+  constexpr int64_t kMinRows = 8;  // below this a chunk's GEMMs get too thin to pay for a thread
+  const int64_t threads = at::get_num_threads();
+  const int64_t chunk = std::max<int64_t>(kMinRows, (batch + threads - 1) / threads);
+  at::parallel_for(0, batch, chunk, [&](int64_t b0, int64_t b1) { f(b0, b1 - b0); });
 }
 
 struct Lags {
@@ -103,7 +159,7 @@ Lags make_lags(at::IntArrayRef lags, const Tensor& rm) {
 
 // (L+T, B, H) history whose first L slots hold h0
 Tensor history(const Tensor& h0, int64_t steps, int64_t lmax) {
-  Tensor buf = at::empty({lmax + steps, h0.size(0), h0.size(1)}, h0.options());
+  Tensor buf = big_empty({lmax + steps, h0.size(0), h0.size(1)}, h0.options());
   buf.narrow(0, 0, lmax).copy_(h0.unsqueeze(0).expand({lmax, h0.size(0), h0.size(1)}));
   return buf;
 }
@@ -118,7 +174,7 @@ void gather_lags(const Tensor& hbuf, int64_t t, const Lags& lags, const Tensor& 
   T* o = ptr<T>(out);
   for_rows(batch, width, [&](int64_t b) {
     for (size_t k = 0; k < lags.l.size(); ++k) {
-      const T* src = h + ((lags.max + t - lags.l[k]) * batch + b) * hid;
+      const T* src = h + (lags.max + t - lags.l[k]) * hbuf.stride(0) + b * hid;
       T* dst = o + b * width + k * hid;
       const T* rk = r ? r + b * width + k * hid : nullptr;
       for (int64_t j = 0; j < hid; ++j) dst[j] = rk ? src[j] * rk[j] : src[j];
@@ -139,20 +195,20 @@ template <typename T>
 Tensor all_lags(const Tensor& hbuf, int64_t steps, const Lags& lags, const Tensor& rm) {
   if (lags.plain) return hbuf.narrow(0, lags.max - 1, steps);
   const int64_t width = static_cast<int64_t>(lags.l.size()) * hbuf.size(2);
-  Tensor out = at::empty({steps, hbuf.size(1), width}, hbuf.options());
+  Tensor out = big_empty({steps, hbuf.size(1), width}, hbuf.options());
   for (int64_t t = 0; t < steps; ++t) gather_lags<T>(hbuf, t, lags, rm, out.select(0, t));
   return out;
 }
 
 // Masked rows of step t keep the previous slot's state.
 template <typename T>
-void carry_masked(const Tensor& slots, int64_t i, const T* m, int64_t t) {
+void carry_masked(const Tensor& slots, int64_t i, const T* m, int64_t ms, int64_t t) {
   if (m == nullptr) return;
   const int64_t batch = slots.size(1), hid = slots.size(2);
   T* base = ptr<T>(slots);
   for (int64_t b = 0; b < batch; ++b) {
-    if (real(m, t, b, batch)) continue;
-    std::copy_n(base + ((i - 1) * batch + b) * hid, hid, base + (i * batch + b) * hid);
+    if (real(m, ms, t, b)) continue;
+    std::copy_n(base + (i - 1) * slots.stride(0) + b * hid, hid, base + i * slots.stride(0) + b * hid);
   }
 }
 
@@ -178,12 +234,15 @@ struct Ring {
   T* row(int64_t s, int64_t b) { return ptr<T>(buf) + (index(s) * batch + b) * hid; }
 
   // Start step t: add the output gradient of its real rows; returns dL/dh_t.
-  Tensor open(int64_t t, const Tensor& dys, const T* m) {
-    const T* dy = ptr<T>(dys) + t * batch * hid;
+  // dys (T, B, H) is read through its strides: the gradient of a sum is an expanded scalar, and a
+  // contiguous copy would cost T·B·H numbers.
+  Tensor open(int64_t t, const Tensor& dys, const T* m, int64_t ms) {
+    const int64_t sb = dys.stride(1), sj = dys.stride(2);
+    const T* dy = ptr<T>(dys) + t * dys.stride(0);
     for_rows(batch, hid, [&](int64_t b) {
-      if (!real(m, t, b, batch)) return;
+      if (!real(m, ms, t, b)) return;
       T* g = row(t, b);
-      for (int64_t j = 0; j < hid; ++j) g[j] += dy[b * hid + j];
+      for (int64_t j = 0; j < hid; ++j) g[j] += dy[b * sb + j * sj];
     });
     return slot(t);
   }
@@ -230,38 +289,49 @@ struct Ring {
 
 // -- SimpleRNN: h_t = act(xw_t + h_lags Wᵀ) -------------------------------------------------------
 template <typename T>
-Tensor simple_forward_impl(const Tensor& xw, const Tensor& h0, const Tensor& w, const Tensor& m,
-                           const Tensor& rm, const Lags& lags, int64_t act) {
-  const int64_t steps = xw.size(0), batch = xw.size(1), hid = h0.size(1);
-  Tensor hbuf = history(h0, steps, lags.max);
+void simple_forward_loop(const Tensor& xw, const Tensor& w, const Tensor& m, const Tensor& rm,
+                         const Lags& lags, int64_t act, const Tensor& hbuf) {
+  const int64_t steps = xw.size(0), batch = xw.size(1), hid = hbuf.size(2);
   Tensor hl = lags.plain ? Tensor() : at::empty({batch, hid * (int64_t)lags.l.size()}, xw.options());
   const Tensor wt = w.t();
   const T* mp = ptr<T>(m);
+  const int64_t ms = stride0(m);
   for (int64_t t = 0; t < steps; ++t) {
     Tensor h = hbuf.select(0, lags.max + t);
     at::addmm_out(h, xw.select(0, t), lag_input<T>(hbuf, t, lags, rm, hl), wt);
-    activate_(h, act);
-    carry_masked<T>(hbuf, lags.max + t, mp, t);
+    activate_<T>(h, act);
+    carry_masked<T>(hbuf, lags.max + t, mp, ms, t);
   }
-  return hbuf;
 }
 
 template <typename T>
-std::tuple<Tensor, Tensor, Tensor> simple_backward_impl(
-    const Tensor& dys, const Tensor& dh_last, const Tensor& hbuf, const Tensor& w, const Tensor& m,
-    const Tensor& rm, const Lags& lags, int64_t act) {
+Tensor simple_forward_impl(const Tensor& xw, const Tensor& h0, const Tensor& w, const Tensor& m,
+                           const Tensor& rm, const Lags& lags, int64_t act) {
+  Tensor hbuf = history(h0, xw.size(0), lags.max);
+  over_batch(xw.size(1), [&](int64_t b0, int64_t n) {
+    simple_forward_loop<T>(rows_of(xw, 1, b0, n), w, rows_of(m, 1, b0, n), rows_of(rm, 0, b0, n), lags,
+                           act, rows_of(hbuf, 1, b0, n));
+  });
+  return hbuf;
+}
+
+// The time loop of one chunk of rows: fills dz, returns dL/dh0.
+template <typename T>
+Tensor simple_backward_loop(const Tensor& dys, const Tensor& dh_last, const Tensor& hbuf,
+                            const Tensor& w, const Tensor& m, const Tensor& rm, const Lags& lags,
+                            int64_t act, const Tensor& dz) {
   const int64_t steps = dys.size(0), batch = dys.size(1), hid = dys.size(2);
   Ring<T> ring(dh_last, steps, lags.max);
-  Tensor dz = at::empty_like(dys);
   Tensor dhl = lags.plain ? Tensor() : at::empty({batch, hid * (int64_t)lags.l.size()}, dys.options());
   const T* mp = ptr<T>(m);
+  const int64_t ms = stride0(m);
   for (int64_t t = steps - 1; t >= 0; --t) {
-    ring.open(t, dys, mp);
-    const T* h = ptr<T>(hbuf) + (lags.max + t) * batch * hid;
-    T* d = ptr<T>(dz) + t * batch * hid;
+    ring.open(t, dys, mp, ms);
+    const T* h = ptr<T>(hbuf) + (lags.max + t) * hbuf.stride(0);
+    T* d = ptr<T>(dz) + t * dz.stride(0);
     for_rows(batch, hid, [&](int64_t b) {
       T* db = d + b * hid;
-      if (!real(mp, t, b, batch)) {
+      if (!real(mp, ms, t, b)) {
         ring.carry(t, b);
         std::fill_n(db, hid, T(0));
         return;
@@ -273,9 +343,22 @@ std::tuple<Tensor, Tensor, Tensor> simple_backward_impl(
     ring.recurrent(t, dz.select(0, t), w, lags, rm, dhl);
     ring.close(t);
   }
+  return ring.initial();
+}
+
+template <typename T>
+std::tuple<Tensor, Tensor, Tensor> simple_backward_impl(
+    const Tensor& dys, const Tensor& dh_last, const Tensor& hbuf, const Tensor& w, const Tensor& m,
+    const Tensor& rm, const Lags& lags, int64_t act) {
+  Tensor dz = big_empty(dys.sizes(), dys.options()), dh0 = at::empty_like(dh_last);
+  over_batch(dys.size(1), [&](int64_t b0, int64_t n) {
+    dh0.narrow(0, b0, n).copy_(simple_backward_loop<T>(
+        rows_of(dys, 1, b0, n), rows_of(dh_last, 0, b0, n), rows_of(hbuf, 1, b0, n), w,
+        rows_of(m, 1, b0, n), rows_of(rm, 0, b0, n), lags, act, rows_of(dz, 1, b0, n)));
+  });
   Tensor dw = at::empty_like(w);
-  weight_grad_out(dw, dz, all_lags<T>(hbuf, steps, lags, rm));
-  return {dz, ring.initial(), dw};
+  weight_grad_out(dw, dz, all_lags<T>(hbuf, dys.size(0), lags, rm));
+  return {dz, dh0, dw};
 }
 
 // -- LSTM: gates i, f, g, o (coupled: f, g, o); peepholes on C_{t-1} (i, f) and C_t (o) ----------
@@ -298,9 +381,11 @@ void peep_diag_(Tensor z, int64_t col, const Tensor& c, const Tensor& weight) {
   const T* cp = ptr<T>(c);
   const T* wp = ptr<T>(weight);
   for_rows(batch, count, [&](int64_t b) {
-    T* zb = zp + b * width + col;
     const T* cb = cp + b * hid;
-    for (int64_t p = 0; p < count; ++p) zb[p] += wp[p] * cb[p % hid];
+    for (int64_t q = 0; q < count; q += hid) {
+      T* zb = zp + b * width + col + q;
+      for (int64_t j = 0; j < hid; ++j) zb[j] += wp[q + j] * cb[j];
+    }
   });
 }
 
@@ -315,24 +400,23 @@ void peep_(Tensor z, int64_t col, const Tensor& c, const Tensor& weight, int64_t
 }
 
 template <typename T>
-std::tuple<Tensor, Tensor, Tensor> lstm_forward_impl(
-    const Tensor& xw, const Tensor& h0, const Tensor& c0, const Tensor& w, const Tensor& pp,
-    const Tensor& po, const Tensor& m, const Tensor& rm, const Lags& lags, const LSTMConfig& cfg) {
+void lstm_forward_loop(const Tensor& xw, const Tensor& w, const Tensor& pp, const Tensor& po,
+                       const Tensor& m, const Tensor& rm, const Lags& lags, const LSTMConfig& cfg,
+                       const Tensor& a, const Tensor& hbuf, const Tensor& cbuf) {
   const int64_t steps = xw.size(0), batch = xw.size(1), gh = xw.size(2), hid = cfg.hid;
-  Tensor hbuf = history(h0, steps, lags.max), cbuf = history(c0, steps, 1);
-  Tensor a = at::empty_like(xw);
   Tensor tc = at::empty({batch, hid}, xw.options());
   Tensor hl = lags.plain ? Tensor() : at::empty({batch, hid * (int64_t)lags.l.size()}, xw.options());
   const Tensor wt = w.t();
   const T* mp = ptr<T>(m);
+  const int64_t ms = stride0(m);
   const int64_t ci = cfg.cand(), oi = cfg.out();
   for (int64_t t = 0; t < steps; ++t) {
     Tensor at_ = a.select(0, t), c_prev = cbuf.select(0, t), c_new = cbuf.select(0, t + 1);
     at::addmm_out(at_, xw.select(0, t), lag_input<T>(hbuf, t, lags, rm, hl), wt);
     if (cfg.peephole) peep_<T>(at_, 0, c_prev, pp, cfg.peephole);
-    activate_(at_.narrow(1, 0, ci), cfg.ract);
-    activate_(at_.narrow(1, ci, hid), cfg.act);
-    if (!cfg.peephole) activate_(at_.narrow(1, oi, hid), cfg.ract);
+    activate_<T>(at_.narrow(1, 0, ci), cfg.ract);
+    activate_<T>(at_.narrow(1, ci, hid), cfg.act);
+    if (!cfg.peephole) activate_<T>(at_.narrow(1, oi, hid), cfg.ract);
     const T* ap = ptr<T>(at_);
     const T* cpp = ptr<T>(c_prev);
     T* cn = ptr<T>(c_new);
@@ -346,19 +430,33 @@ std::tuple<Tensor, Tensor, Tensor> lstm_forward_impl(
         for (int64_t j = 0; j < hid; ++j) nb[j] = ab[hid + j] * cb[j] + ab[j] * ab[2 * hid + j];
       }
     });
-    activate_out(tc, c_new, cfg.act);
+    activate_out<T>(tc, c_new, cfg.act);
     if (cfg.peephole) {
       peep_<T>(at_, oi, c_new, po, cfg.peephole);
-      activate_(at_.narrow(1, oi, hid), cfg.ract);
+      activate_<T>(at_.narrow(1, oi, hid), cfg.ract);
     }
     const T* tcp = ptr<T>(tc);
-    T* hp = ptr<T>(hbuf) + (lags.max + t) * batch * hid;
+    T* hp = ptr<T>(hbuf) + (lags.max + t) * hbuf.stride(0);
     for_rows(batch, hid, [&](int64_t b) {
       for (int64_t j = 0; j < hid; ++j) hp[b * hid + j] = ap[b * gh + oi + j] * tcp[b * hid + j];
     });
-    carry_masked<T>(cbuf, t + 1, mp, t);
-    carry_masked<T>(hbuf, lags.max + t, mp, t);
+    carry_masked<T>(cbuf, t + 1, mp, ms, t);
+    carry_masked<T>(hbuf, lags.max + t, mp, ms, t);
   }
+}
+
+template <typename T>
+std::tuple<Tensor, Tensor, Tensor> lstm_forward_impl(
+    const Tensor& xw, const Tensor& h0, const Tensor& c0, const Tensor& w, const Tensor& pp,
+    const Tensor& po, const Tensor& m, const Tensor& rm, const Lags& lags, const LSTMConfig& cfg) {
+  const int64_t steps = xw.size(0);
+  Tensor hbuf = history(h0, steps, lags.max), cbuf = history(c0, steps, 1);
+  Tensor a = big_empty(xw.sizes(), xw.options());
+  over_batch(xw.size(1), [&](int64_t b0, int64_t n) {
+    lstm_forward_loop<T>(rows_of(xw, 1, b0, n), w, pp, po, rows_of(m, 1, b0, n), rows_of(rm, 0, b0, n),
+                         lags, cfg, rows_of(a, 1, b0, n), rows_of(hbuf, 1, b0, n),
+                         rows_of(cbuf, 1, b0, n));
+  });
   return {a, hbuf, cbuf};
 }
 
@@ -371,7 +469,11 @@ Tensor peep_diag_grad(const Tensor& dz, int64_t col, const Tensor& c, int64_t co
   const T* d = ptr<T>(dz);
   const T* cp = ptr<T>(c);
   for (int64_t r = 0; r < rows; ++r) {
-    for (int64_t p = 0; p < count; ++p) o[p] += d[r * width + col + p] * cp[r * hid + p % hid];
+    const T* cr = cp + r * hid;
+    for (int64_t q = 0; q < count; q += hid) {
+      const T* dr = d + r * width + col + q;
+      for (int64_t j = 0; j < hid; ++j) o[q + j] += dr[j] * cr[j];
+    }
   }
   return out;
 }
@@ -386,35 +488,36 @@ Tensor peep_grad(const Tensor& dz, int64_t col, const Tensor& c, const Tensor& w
   return peep_diag_grad<T>(dz, col, c, weight.size(0));
 }
 
+// The time loop of one chunk of rows: fills dz, returns dL/dh0 and dL/dc0.
 template <typename T>
-std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_backward_impl(
+std::tuple<Tensor, Tensor> lstm_backward_loop(
     const Tensor& dys, const Tensor& dh_last, const Tensor& dc_last, const Tensor& a,
-    const Tensor& hbuf, const Tensor& cbuf, const Tensor& w, const Tensor& pp, const Tensor& po,
-    const Tensor& m, const Tensor& rm, const Lags& lags, const LSTMConfig& cfg) {
+    const Tensor& cbuf, const Tensor& w, const Tensor& pp, const Tensor& po, const Tensor& m,
+    const Tensor& rm, const Lags& lags, const LSTMConfig& cfg, const Tensor& dz) {
   const int64_t steps = a.size(0), batch = a.size(1), gh = a.size(2), hid = cfg.hid;
   const int64_t ci = cfg.cand(), oi = cfg.out(), np = cfg.prev();
   Ring<T> ring(dh_last, steps, lags.max);
   Tensor dc = dc_last.clone();  // dL/dc_t, carried back step by step
-  Tensor dz = at::empty_like(a);
   Tensor tc = at::empty({batch, hid}, a.options());
   Tensor dco = cfg.peephole == 1 ? at::empty({batch, hid}, a.options()) : Tensor();
   Tensor dhl = lags.plain ? Tensor() : at::empty({batch, hid * (int64_t)lags.l.size()}, a.options());
   const T* mp = ptr<T>(m);
+  const int64_t ms = stride0(m);
   const T* ppp = cfg.peephole == 2 ? ptr<T>(pp) : nullptr;
   const T* pop = cfg.peephole == 2 ? ptr<T>(po) : nullptr;
   T* dcp = ptr<T>(dc);
   for (int64_t t = steps - 1; t >= 0; --t) {
-    ring.open(t, dys, mp);
-    activate_out(tc, cbuf.select(0, t + 1), cfg.act);
+    ring.open(t, dys, mp, ms);
+    activate_out<T>(tc, cbuf.select(0, t + 1), cfg.act);
     Tensor dzt = dz.select(0, t);
-    const T* ab0 = ptr<T>(a) + t * batch * gh;
-    const T* cprev = ptr<T>(cbuf) + t * batch * hid;
+    const T* ab0 = ptr<T>(a) + t * a.stride(0);
+    const T* cprev = ptr<T>(cbuf) + t * cbuf.stride(0);
     const T* tcp = ptr<T>(tc);
     T* dz0 = ptr<T>(dzt);
     // the output gate, and the masked rows (all of their gradient goes to the carried state)
     for_rows(batch, gh, [&](int64_t b) {
       T* d = dz0 + b * gh;
-      if (!real(mp, t, b, batch)) {
+      if (!real(mp, ms, t, b)) {
         ring.carry(t, b);
         std::fill_n(d, gh, T(0));
         return;
@@ -428,7 +531,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_backward_impl(
     if (cfg.peephole == 1) at::mm_out(dco, dzt.narrow(1, oi, hid), po);
     const T* dcop = ptr<T>(dco);
     for_rows(batch, gh, [&](int64_t b) {
-      if (!real(mp, t, b, batch)) return;  // dc of a masked row passes to c_{t-1} unchanged
+      if (!real(mp, ms, t, b)) return;  // dc of a masked row passes to c_{t-1} unchanged
       const T* g = ring.row(t, b);
       const T* ab = ab0 + b * gh;
       const T* cb = cprev + b * hid;
@@ -458,6 +561,25 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_backward_impl(
     ring.recurrent(t, dzt, w, lags, rm, dhl);
     ring.close(t);
   }
+  return {ring.initial(), dc};
+}
+
+template <typename T>
+std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_backward_impl(
+    const Tensor& dys, const Tensor& dh_last, const Tensor& dc_last, const Tensor& a,
+    const Tensor& hbuf, const Tensor& cbuf, const Tensor& w, const Tensor& pp, const Tensor& po,
+    const Tensor& m, const Tensor& rm, const Lags& lags, const LSTMConfig& cfg) {
+  const int64_t steps = a.size(0), oi = cfg.out();
+  Tensor dz = big_empty(a.sizes(), a.options());
+  Tensor dh0 = at::empty_like(dh_last), dc0 = at::empty_like(dc_last);
+  over_batch(a.size(1), [&](int64_t b0, int64_t n) {
+    auto [dh, dc] = lstm_backward_loop<T>(
+        rows_of(dys, 1, b0, n), rows_of(dh_last, 0, b0, n), rows_of(dc_last, 0, b0, n),
+        rows_of(a, 1, b0, n), rows_of(cbuf, 1, b0, n), w, pp, po,
+        rows_of(m, 1, b0, n), rows_of(rm, 0, b0, n), lags, cfg, rows_of(dz, 1, b0, n));
+    dh0.narrow(0, b0, n).copy_(dh);
+    dc0.narrow(0, b0, n).copy_(dc);
+  });
   Tensor dw = at::empty_like(w);
   weight_grad_out(dw, dz, all_lags<T>(hbuf, steps, lags, rm));
   Tensor dpp, dpo;
@@ -465,7 +587,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_backward_impl(
     dpp = peep_grad<T>(dz, 0, cbuf.narrow(0, 0, steps), pp, cfg.peephole);
     dpo = peep_grad<T>(dz, oi, cbuf.narrow(0, 1, steps), po, cfg.peephole);
   }
-  return {dz, ring.initial(), dc, dw, dpp, dpo};
+  return {dz, dh0, dc0, dw, dpp, dpo};
 }
 
 // -- GRU, gates r, z, n --------------------------------------------------------------------------
@@ -487,16 +609,15 @@ void interpolate(T* h, const T* h_prev, const T* za, int64_t zw, int64_t zc, con
 }
 
 template <typename T>
-std::tuple<Tensor, Tensor, Tensor> gru_after_forward(
-    const Tensor& xw, const Tensor& h0, const Tensor& w, const Tensor& bias, const Tensor& m,
-    const Tensor& rm, const Lags& lags, int64_t act, int64_t ract) {
-  const int64_t steps = xw.size(0), batch = xw.size(1), hid = h0.size(1), gh = 3 * hid;
-  Tensor hbuf = history(h0, steps, lags.max);
-  Tensor a = at::empty_like(xw), ghn = at::empty({steps, batch, hid}, xw.options());
+void gru_after_forward_loop(const Tensor& xw, const Tensor& w, const Tensor& bias, const Tensor& m,
+                            const Tensor& rm, const Lags& lags, int64_t act, int64_t ract,
+                            const Tensor& a, const Tensor& ghn, const Tensor& hbuf) {
+  const int64_t steps = xw.size(0), batch = xw.size(1), hid = hbuf.size(2), gh = 3 * hid;
   Tensor rec = at::empty({batch, gh}, xw.options());  // h_lags Wᵀ + b_hh of one step
   Tensor hl = lags.plain ? Tensor() : at::empty({batch, hid * (int64_t)lags.l.size()}, xw.options());
   const Tensor wt = w.t();
   const T* mp = ptr<T>(m);
+  const int64_t ms = stride0(m);
   for (int64_t t = 0; t < steps; ++t) {
     Tensor hlt = lag_input<T>(hbuf, t, lags, rm, hl);
     if (bias.defined()) {
@@ -506,13 +627,13 @@ std::tuple<Tensor, Tensor, Tensor> gru_after_forward(
     }
     Tensor at_ = a.select(0, t);
     T* ap = ptr<T>(at_);
-    const T* xp = ptr<T>(xw) + t * batch * gh;
+    const T* xp = ptr<T>(xw) + t * xw.stride(0);
     const T* rp = ptr<T>(rec);
-    T* np = ptr<T>(ghn) + t * batch * hid;
+    T* np = ptr<T>(ghn) + t * ghn.stride(0);
     for_rows(batch, gh, [&](int64_t b) {
       for (int64_t j = 0; j < 2 * hid; ++j) ap[b * gh + j] = xp[b * gh + j] + rp[b * gh + j];
     });
-    activate_(at_.narrow(1, 0, 2 * hid), ract);
+    activate_<T>(at_.narrow(1, 0, 2 * hid), ract);
     for_rows(batch, gh, [&](int64_t b) {
       for (int64_t j = 0; j < hid; ++j) {
         const T rn = rp[b * gh + 2 * hid + j];
@@ -520,36 +641,51 @@ std::tuple<Tensor, Tensor, Tensor> gru_after_forward(
         ap[b * gh + 2 * hid + j] = xp[b * gh + 2 * hid + j] + ap[b * gh + j] * rn;
       }
     });
-    activate_(at_.narrow(1, 2 * hid, hid), act);
-    T* h = ptr<T>(hbuf) + (lags.max + t) * batch * hid;
-    interpolate<T>(h, h - batch * hid, ap, gh, hid, ap, gh, 2 * hid, batch, hid);
-    carry_masked<T>(hbuf, lags.max + t, mp, t);
+    activate_<T>(at_.narrow(1, 2 * hid, hid), act);
+    T* h = ptr<T>(hbuf) + (lags.max + t) * hbuf.stride(0);
+    interpolate<T>(h, h - hbuf.stride(0), ap, gh, hid, ap, gh, 2 * hid, batch, hid);
+    carry_masked<T>(hbuf, lags.max + t, mp, ms, t);
   }
-  return {a, ghn, hbuf};
 }
 
 template <typename T>
-std::tuple<Tensor, Tensor, Tensor, Tensor> gru_after_backward(
-    const Tensor& dys, const Tensor& dh_last, const Tensor& a, const Tensor& ghn, const Tensor& hbuf,
-    const Tensor& w, bool has_bias, const Tensor& m, const Tensor& rm, const Lags& lags, int64_t act,
-    int64_t ract) {
+std::tuple<Tensor, Tensor, Tensor> gru_after_forward(
+    const Tensor& xw, const Tensor& h0, const Tensor& w, const Tensor& bias, const Tensor& m,
+    const Tensor& rm, const Lags& lags, int64_t act, int64_t ract) {
+  const int64_t steps = xw.size(0), batch = xw.size(1), hid = h0.size(1);
+  Tensor hbuf = history(h0, steps, lags.max);
+  Tensor a = big_empty(xw.sizes(), xw.options()), ghn = big_empty({steps, batch, hid}, xw.options());
+  over_batch(batch, [&](int64_t b0, int64_t n) {
+    gru_after_forward_loop<T>(rows_of(xw, 1, b0, n), w, bias, rows_of(m, 1, b0, n),
+                              rows_of(rm, 0, b0, n), lags, act, ract, rows_of(a, 1, b0, n),
+                              rows_of(ghn, 1, b0, n), rows_of(hbuf, 1, b0, n));
+  });
+  return {a, ghn, hbuf};
+}
+
+// The time loop of one chunk of rows: fills dxw, returns dL/dh0.
+template <typename T>
+Tensor gru_after_backward_loop(const Tensor& dys, const Tensor& dh_last, const Tensor& a,
+                               const Tensor& ghn, const Tensor& hbuf, const Tensor& w, const Tensor& m,
+                               const Tensor& rm, const Lags& lags, int64_t act, int64_t ract,
+                               const Tensor& dxw) {
   const int64_t steps = a.size(0), batch = a.size(1), hid = dys.size(2), gh = 3 * hid;
   Ring<T> ring(dh_last, steps, lags.max);
-  Tensor dxw = at::empty_like(a);
   Tensor drec = at::empty({batch, gh}, a.options());  // gradient of h_lags Wᵀ + b_hh, one step
   Tensor dhl = lags.plain ? Tensor() : at::empty({batch, hid * (int64_t)lags.l.size()}, a.options());
   const T* mp = ptr<T>(m);
+  const int64_t ms = stride0(m);
   T* dr = ptr<T>(drec);
   for (int64_t t = steps - 1; t >= 0; --t) {
-    ring.open(t, dys, mp);
-    const T* ab0 = ptr<T>(a) + t * batch * gh;
-    const T* gn0 = ptr<T>(ghn) + t * batch * hid;
-    const T* hp0 = ptr<T>(hbuf) + (lags.max + t - 1) * batch * hid;
-    T* dx0 = ptr<T>(dxw) + t * batch * gh;
+    ring.open(t, dys, mp, ms);
+    const T* ab0 = ptr<T>(a) + t * a.stride(0);
+    const T* gn0 = ptr<T>(ghn) + t * ghn.stride(0);
+    const T* hp0 = ptr<T>(hbuf) + (lags.max + t - 1) * hbuf.stride(0);
+    T* dx0 = ptr<T>(dxw) + t * dxw.stride(0);
     for_rows(batch, gh, [&](int64_t b) {
       T* dx = dx0 + b * gh;
       T* drb = dr + b * gh;
-      if (!real(mp, t, b, batch)) {
+      if (!real(mp, ms, t, b)) {
         ring.carry(t, b);
         std::fill_n(dx, gh, T(0));
         std::fill_n(drb, gh, T(0));
@@ -575,6 +711,22 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> gru_after_backward(
     ring.recurrent(t, drec, w, lags, rm, dhl);
     ring.close(t);
   }
+  return ring.initial();
+}
+
+template <typename T>
+std::tuple<Tensor, Tensor, Tensor, Tensor> gru_after_backward(
+    const Tensor& dys, const Tensor& dh_last, const Tensor& a, const Tensor& ghn, const Tensor& hbuf,
+    const Tensor& w, bool has_bias, const Tensor& m, const Tensor& rm, const Lags& lags, int64_t act,
+    int64_t ract) {
+  const int64_t steps = a.size(0), hid = dys.size(2);
+  Tensor dxw = big_empty(a.sizes(), a.options()), dh0 = at::empty_like(dh_last);
+  over_batch(a.size(1), [&](int64_t b0, int64_t n) {
+    dh0.narrow(0, b0, n).copy_(gru_after_backward_loop<T>(
+        rows_of(dys, 1, b0, n), rows_of(dh_last, 0, b0, n), rows_of(a, 1, b0, n),
+        rows_of(ghn, 1, b0, n), rows_of(hbuf, 1, b0, n), w, rows_of(m, 1, b0, n),
+        rows_of(rm, 0, b0, n), lags, act, ract, rows_of(dxw, 1, b0, n)));
+  });
   // the recurrent pre-activation's gradient differs from dxw only in n: dn · r
   Tensor dn_rec = dxw.narrow(2, 2 * hid, hid) * a.narrow(2, 0, hid);  // (T, B, H)
   Tensor hl_all = all_lags<T>(hbuf, steps, lags, rm);
@@ -585,7 +737,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> gru_after_backward(
   if (has_bias) {
     db = at::cat({dxw.narrow(2, 0, 2 * hid).sum({0, 1}), dn_rec.sum({0, 1})});
   }
-  return {dxw, ring.initial(), dw, db};
+  return {dxw, dh0, dw, db};
 }
 
 // r_rep * h_lags: (B, K·H) rows from r (column 0 of a row of width rw) and h_lags
@@ -601,55 +753,70 @@ void reset_lags(T* out, const T* ra, int64_t rw, const T* hl, int64_t batch, int
 }
 
 template <typename T>
-std::tuple<Tensor, Tensor, Tensor> gru_before_forward(
-    const Tensor& xw, const Tensor& h0, const Tensor& w, const Tensor& m, const Tensor& rm,
-    const Lags& lags, int64_t act, int64_t ract) {
-  const int64_t steps = xw.size(0), batch = xw.size(1), hid = h0.size(1);
+void gru_before_forward_loop(const Tensor& xw, const Tensor& w, const Tensor& m, const Tensor& rm,
+                             const Lags& lags, int64_t act, int64_t ract, const Tensor& arz,
+                             const Tensor& an, const Tensor& hbuf) {
+  const int64_t steps = xw.size(0), batch = xw.size(1), hid = hbuf.size(2);
   const int64_t nl = static_cast<int64_t>(lags.l.size());
-  Tensor hbuf = history(h0, steps, lags.max);
-  Tensor arz = at::empty({steps, batch, 2 * hid}, xw.options());
-  Tensor an = at::empty({steps, batch, hid}, xw.options());
   Tensor rh = at::empty({batch, nl * hid}, xw.options());
   Tensor hl = lags.plain ? Tensor() : at::empty({batch, nl * hid}, xw.options());
   const Tensor w_rz = w.narrow(0, 0, 2 * hid).t(), w_n = w.narrow(0, 2 * hid, hid).t();
   const T* mp = ptr<T>(m);
+  const int64_t ms = stride0(m);
   for (int64_t t = 0; t < steps; ++t) {
     Tensor x = xw.select(0, t), rz = arz.select(0, t), n = an.select(0, t);
     Tensor hlt = lag_input<T>(hbuf, t, lags, rm, hl).contiguous();
     at::addmm_out(rz, x.narrow(1, 0, 2 * hid), hlt, w_rz);
-    activate_(rz, ract);
+    activate_<T>(rz, ract);
     reset_lags<T>(ptr<T>(rh), ptr<T>(rz), 2 * hid, ptr<T>(hlt), batch, hid, nl);
     at::addmm_out(n, x.narrow(1, 2 * hid, hid), rh, w_n);
-    activate_(n, act);
-    T* h = ptr<T>(hbuf) + (lags.max + t) * batch * hid;
-    interpolate<T>(h, h - batch * hid, ptr<T>(rz), 2 * hid, hid, ptr<T>(n), hid, 0, batch, hid);
-    carry_masked<T>(hbuf, lags.max + t, mp, t);
+    activate_<T>(n, act);
+    T* h = ptr<T>(hbuf) + (lags.max + t) * hbuf.stride(0);
+    interpolate<T>(h, h - hbuf.stride(0), ptr<T>(rz), 2 * hid, hid, ptr<T>(n), hid, 0, batch, hid);
+    carry_masked<T>(hbuf, lags.max + t, mp, ms, t);
   }
-  return {arz, an, hbuf};
 }
 
 template <typename T>
-std::tuple<Tensor, Tensor, Tensor, Tensor> gru_before_backward(
-    const Tensor& dys, const Tensor& dh_last, const Tensor& arz, const Tensor& an, const Tensor& hbuf,
-    const Tensor& w, const Tensor& m, const Tensor& rm, const Lags& lags, int64_t act, int64_t ract) {
+std::tuple<Tensor, Tensor, Tensor> gru_before_forward(
+    const Tensor& xw, const Tensor& h0, const Tensor& w, const Tensor& m, const Tensor& rm,
+    const Lags& lags, int64_t act, int64_t ract) {
+  const int64_t steps = xw.size(0), batch = xw.size(1), hid = h0.size(1);
+  Tensor hbuf = history(h0, steps, lags.max);
+  Tensor arz = big_empty({steps, batch, 2 * hid}, xw.options());
+  Tensor an = big_empty({steps, batch, hid}, xw.options());
+  over_batch(batch, [&](int64_t b0, int64_t n) {
+    gru_before_forward_loop<T>(rows_of(xw, 1, b0, n), w, rows_of(m, 1, b0, n), rows_of(rm, 0, b0, n),
+                               lags, act, ract, rows_of(arz, 1, b0, n), rows_of(an, 1, b0, n),
+                               rows_of(hbuf, 1, b0, n));
+  });
+  return {arz, an, hbuf};
+}
+
+// The time loop of one chunk of rows: fills dxw, returns dL/dh0.
+template <typename T>
+Tensor gru_before_backward_loop(const Tensor& dys, const Tensor& dh_last, const Tensor& arz,
+                                const Tensor& an, const Tensor& hbuf, const Tensor& w, const Tensor& m,
+                                const Tensor& rm, const Lags& lags, int64_t act, int64_t ract,
+                                const Tensor& dxw) {
   const int64_t steps = an.size(0), batch = an.size(1), hid = an.size(2), gh = 3 * hid;
   const int64_t nl = static_cast<int64_t>(lags.l.size());
   Ring<T> ring(dh_last, steps, lags.max);
-  Tensor dxw = at::empty({steps, batch, gh}, an.options());
   Tensor drh = at::empty({batch, nl * hid}, an.options());  // gradient of r_rep * h_lags, then h_lags
   Tensor hl = lags.plain ? Tensor() : at::empty({batch, nl * hid}, an.options());
   const Tensor w_rz = w.narrow(0, 0, 2 * hid), w_n = w.narrow(0, 2 * hid, hid);
   const T* mp = ptr<T>(m);
+  const int64_t ms = stride0(m);
   for (int64_t t = steps - 1; t >= 0; --t) {
-    ring.open(t, dys, mp);
-    const T* rz = ptr<T>(arz) + t * batch * 2 * hid;
-    const T* n = ptr<T>(an) + t * batch * hid;
-    const T* hp0 = ptr<T>(hbuf) + (lags.max + t - 1) * batch * hid;
+    ring.open(t, dys, mp, ms);
+    const T* rz = ptr<T>(arz) + t * arz.stride(0);
+    const T* n = ptr<T>(an) + t * an.stride(0);
+    const T* hp0 = ptr<T>(hbuf) + (lags.max + t - 1) * hbuf.stride(0);
     Tensor dx = dxw.select(0, t);
     T* dx0 = ptr<T>(dx);
     for_rows(batch, gh, [&](int64_t b) {
       T* d = dx0 + b * gh;
-      if (!real(mp, t, b, batch)) {
+      if (!real(mp, ms, t, b)) {
         ring.carry(t, b);
         std::fill_n(d, gh, T(0));
         return;
@@ -676,7 +843,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> gru_before_backward(
           acc += drp[i] * hlp[i];
           drp[i] *= r;
         }
-        d[j] = real(mp, t, b, batch) ? acc * deriv(r, ract) : T(0);
+        d[j] = real(mp, ms, t, b) ? acc * deriv(r, ract) : T(0);
       }
     });
     drh.addmm_(dx.narrow(1, 0, 2 * hid), w_rz);  // now the gradient of h_lags (B, K·H)
@@ -687,8 +854,24 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> gru_before_backward(
     }
     ring.close(t);
   }
+  return ring.initial();
+}
+
+template <typename T>
+std::tuple<Tensor, Tensor, Tensor, Tensor> gru_before_backward(
+    const Tensor& dys, const Tensor& dh_last, const Tensor& arz, const Tensor& an, const Tensor& hbuf,
+    const Tensor& w, const Tensor& m, const Tensor& rm, const Lags& lags, int64_t act, int64_t ract) {
+  const int64_t steps = an.size(0), batch = an.size(1), hid = an.size(2);
+  const int64_t nl = static_cast<int64_t>(lags.l.size());
+  Tensor dxw = big_empty({steps, batch, 3 * hid}, an.options()), dh0 = at::empty_like(dh_last);
+  over_batch(batch, [&](int64_t b0, int64_t n) {
+    dh0.narrow(0, b0, n).copy_(gru_before_backward_loop<T>(
+        rows_of(dys, 1, b0, n), rows_of(dh_last, 0, b0, n), rows_of(arz, 1, b0, n),
+        rows_of(an, 1, b0, n), rows_of(hbuf, 1, b0, n), w, rows_of(m, 1, b0, n),
+        rows_of(rm, 0, b0, n), lags, act, ract, rows_of(dxw, 1, b0, n)));
+  });
   Tensor hl_all = all_lags<T>(hbuf, steps, lags, rm);
-  Tensor rh_all = at::empty({steps, batch, nl * hid}, an.options());
+  Tensor rh_all = big_empty({steps, batch, nl * hid}, an.options());
   for (int64_t t = 0; t < steps; ++t) {
     reset_lags<T>(ptr<T>(rh_all) + t * batch * nl * hid, ptr<T>(arz) + t * batch * 2 * hid, 2 * hid,
                   ptr<T>(hl_all.select(0, t).contiguous()), batch, hid, nl);
@@ -696,7 +879,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> gru_before_backward(
   Tensor dw = at::empty_like(w);
   weight_grad_out(dw.narrow(0, 0, 2 * hid), dxw.narrow(2, 0, 2 * hid), hl_all);
   weight_grad_out(dw.narrow(0, 2 * hid, hid), dxw.narrow(2, 2 * hid, hid), rh_all);
-  return {dxw, ring.initial(), dw, Tensor()};
+  return {dxw, dh0, dw, Tensor()};
 }
 
 // -- the operators -------------------------------------------------------------------------------
@@ -716,7 +899,7 @@ std::tuple<Tensor, Tensor, Tensor> simple_backward(
   const Tensor m = contiguous_or_empty(mask), rm = contiguous_or_empty(rmask);
   const Lags lg = make_lags(lags, rm);
   return AT_DISPATCH_FLOATING_TYPES(dys.scalar_type(), "simple_backward", [&] {
-    return simple_backward_impl<scalar_t>(dys.contiguous(), dh_last.contiguous(), hbuf.contiguous(),
+    return simple_backward_impl<scalar_t>(dys, dh_last.contiguous(), hbuf.contiguous(),
                                           w.contiguous(), m, rm, lg, act);
   });
 }
@@ -750,7 +933,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_backward(
   const Lags lg = make_lags(lags, rm);
   const LSTMConfig cfg = lstm_config(dh_last, a, act, ract, coupled, peephole);
   return AT_DISPATCH_FLOATING_TYPES(a.scalar_type(), "lstm_backward", [&] {
-    return lstm_backward_impl<scalar_t>(dys.contiguous(), dh_last.contiguous(), dc_last.contiguous(),
+    return lstm_backward_impl<scalar_t>(dys, dh_last.contiguous(), dc_last.contiguous(),
                                         a.contiguous(), hbuf.contiguous(), cbuf.contiguous(),
                                         w.contiguous(), pp, po, m, rm, lg, cfg);
   });
@@ -777,7 +960,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> gru_backward(
   const Tensor m = contiguous_or_empty(mask), rm = contiguous_or_empty(rmask);
   const Lags lg = make_lags(lags, rm);
   return AT_DISPATCH_FLOATING_TYPES(a.scalar_type(), "gru_backward", [&] {
-    const Tensor dy = dys.contiguous(), dh = dh_last.contiguous(), ac = a.contiguous();
+    const Tensor dy = dys, dh = dh_last.contiguous(), ac = a.contiguous();
     const Tensor ex = extra.contiguous(), hb = hbuf.contiguous(), wc = w.contiguous();
     return reset_after
                ? gru_after_backward<scalar_t>(dy, dh, ac, ex, hb, wc, has_bias, m, rm, lg, act, ract)

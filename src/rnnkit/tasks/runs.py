@@ -1,0 +1,487 @@
+"""Whole runs of the four tasks, from a data file to a run directory, as the CLI drives them.
+
+A run directory holds ``config.json`` (the task and its options), ``model/`` (``Model.save``:
+weights, architecture, and as ``preprocessing`` the options plus what reading new data needs:
+vectorizer vocabularies, normalizer statistics, classes), ``checkpoint/`` (the last epoch's
+training checkpoint, for ``resume``), ``history.csv``, ``metrics.json`` and PNG plots.
+metrics.json always has a ``"model"`` entry; forecasting adds ``"baselines"``, generation
+``"samples"``.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..data.text import TextVectorizer
+from ..data.timeseries import Normalizer
+from ..datasets import imdb
+from ..errors import ConfigError
+from ..layers import Layer
+from ..models import Model, load_model
+from ..training import optimizers as _optimizers
+from . import classification, files, forecasting, generation, plots, specs
+from . import seq2seq as s2s
+
+TASKS = ("forecast", "classify", "generate", "seq2seq")
+
+
+@dataclass
+class TrainConfig:
+    """Every option of ``rnnkit train``; a TOML config uses the same names."""
+
+    task: str = "forecast"
+    data: str = ""
+    out: str = "run"
+    model: str = "gru:32"
+    epochs: int = 10
+    batch_size: int = 128
+    optimizer: str = "rmsprop"
+    learning_rate: float = 1e-3
+    seed: int = 0
+    threads: int = 0
+    quiet: bool = False
+    resume: str = ""
+    # forecast
+    target: str = ""
+    features: list[str] = field(default_factory=list)
+    lookback: int = 96
+    horizon: int = 1
+    delay: int = 0
+    step: int = 1
+    split: list[float] = field(default_factory=lambda: [0.7, 0.1, 0.2])
+    season: int = 24
+    loss: str = "mae"
+    # classify
+    text: str = "text"
+    label: str = "label"
+    max_tokens: int = 10000
+    maxlen: int = 200
+    embed_dim: int = 32
+    validation_fraction: float = 0.2
+    # generate
+    seq_len: int = 64
+    sample_length: int = 200
+    # seq2seq
+    decoder: str = "gru:64"
+    beam_width: int = 3
+
+    def check(self) -> None:
+        if self.task not in TASKS:
+            raise ConfigError(f"task: expected one of {TASKS}, got {self.task!r}")
+        if not self.data:
+            raise ConfigError("data: give the data file (--data FILE)")
+        if self.task == "forecast" and not self.target:
+            raise ConfigError("target: forecasting needs the target column (--target COL)")
+        if self.resume and self.task == "forecast":
+            raise ConfigError("resume: the 'forecast' task streams its windows, which fit cannot "
+                              "checkpoint; train again with --seed for a repeatable run")
+        specs.parse(self.model)
+        for name in ("epochs", "batch_size", "lookback", "horizon", "seq_len", "maxlen"):
+            if getattr(self, name) < (0 if name == "epochs" else 1):
+                raise ConfigError(f"{name}: must be positive, got {getattr(self, name)}")
+        if not 0.0 < self.validation_fraction < 1.0:
+            raise ConfigError(f"validation_fraction: must be in (0, 1), got "
+                              f"{self.validation_fraction}")
+
+
+@dataclass
+class Run:
+    """A trained (or reloaded) model with what it needs to read new data."""
+
+    config: TrainConfig
+    preprocessing: dict
+    model: Model
+    history: dict = field(default_factory=dict)
+    metrics: dict = field(default_factory=dict)
+
+
+# -- shared ---------------------------------------------------------------------------------
+def seed_everything(seed: int) -> None:
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+
+
+def optimizer(cfg: TrainConfig) -> _optimizers.Optimizer:
+    """The named optimizer at ``cfg.learning_rate``, gradients clipped to norm 1 per tensor."""
+    cls = type(_optimizers.get(cfg.optimizer, "optimizer"))
+    return cls(learning_rate=cfg.learning_rate, clipnorm=1.0)
+
+
+@dataclass
+class Prepared:
+    """A built, compiled, untrained model and the data ``fit`` gets: ``data`` holds x, y
+    (None for a stream of batches) and validation_data; ``source`` maps rows back to the file."""
+
+    preprocessing: dict
+    model: Model
+    data: dict
+    source: dict | None = None
+
+
+def _split(n: int, fraction: float) -> int:
+    """The first index of the held-out tail; both parts non-empty."""
+    cut = int(round(n * (1.0 - fraction)))
+    if not 0 < cut < n:
+        raise ConfigError(f"validation_fraction {fraction} leaves an empty part of {n} samples")
+    return cut
+
+
+# -- forecast -------------------------------------------------------------------------------
+def _forecast_layer(cfg: TrainConfig) -> Layer:
+    return specs.recurrent_layer(cfg.model)
+
+
+def _forecast_build(cfg: TrainConfig, prep: dict) -> Model:
+    model = forecasting.forecaster(_forecast_layer(cfg), cfg.horizon, cfg.loss, optimizer(cfg))
+    model.build((None, len(range(0, cfg.lookback, cfg.step)), len(prep["columns"])))
+    return model
+
+
+def _forecast_series(cfg: TrainConfig, path: str, prep: dict | None = None):
+    columns = prep["columns"] if prep else cfg.features
+    series = forecasting.load_series(path, cfg.target, columns)
+    borders = forecasting.split_rows(len(series.values), cfg.split)
+    return series, borders
+
+
+def _forecast_windows(cfg, series, normalizer, borders, shuffle=False):
+    starts = (0, borders[0] - cfg.lookback, borders[1] - cfg.lookback)
+    ends = borders
+    return [forecasting.windows(series, normalizer, cfg.lookback, cfg.horizon,
+                                (max(s, 0), e), cfg.delay, cfg.step, cfg.batch_size,
+                                shuffle=shuffle and i == 0, seed=cfg.seed)
+            for i, (s, e) in enumerate(zip(starts, ends))]
+
+
+def _forecast_prepare(cfg: TrainConfig) -> Prepared:
+    series, borders = _forecast_series(cfg, cfg.data)
+    normalizer = Normalizer().fit(series.values, 0, borders[0])
+    prep = {"columns": series.columns, "target": cfg.target, "normalizer": normalizer.to_config()}
+    train, val, _ = _forecast_windows(cfg, series, normalizer, borders, shuffle=True)
+    source = {"file": cfg.data, "columns": series.columns, "row_offset": 2}
+    return Prepared(prep, _forecast_build(cfg, prep),
+                    {"x": train, "y": None, "validation_data": val}, source)
+
+
+def _forecast_evaluate(run: Run, path: str, out_dir: Path | None) -> dict:
+    cfg = run.config
+    series, borders = _forecast_series(cfg, path, run.preprocessing)
+    normalizer = Normalizer.from_config(run.preprocessing["normalizer"])
+    train, _, test = _forecast_windows(cfg, series, normalizer, borders)
+    std = float(normalizer.std[series.target])
+    metrics = forecasting.scores(run.model, train, test, std, cfg.season)
+    if out_dir is not None:
+        truth = normalizer.inverse_transform(_first_step(test.targets()), series.target)
+        pred = normalizer.inverse_transform(
+            _first_step(forecasting.predictions(run.model, test)), series.target)
+        plots.forecast(truth, {cfg.model: pred}, out_dir / "forecast.png",
+                       f"{cfg.target}: test forecasts, {cfg.delay + 1} step(s) ahead")
+    return metrics
+
+
+def _first_step(values: np.ndarray) -> np.ndarray:
+    """(N,) or (N, horizon) -> (N,): the first forecast step of every window."""
+    return values if values.ndim == 1 else values[:, 0]
+
+
+def _forecast_predict(run: Run, path: str) -> tuple[list[str], list[list]]:
+    """The next ``horizon`` values after the file's last row, in the target's units."""
+    cfg = run.config
+    series = forecasting.load_series(path, cfg.target, run.preprocessing["columns"])
+    normalizer = Normalizer.from_config(run.preprocessing["normalizer"])
+    if len(series.values) < cfg.lookback:
+        raise ConfigError(f"predict: {path} has {len(series.values)} rows, the model reads "
+                          f"lookback={cfg.lookback}")
+    window = normalizer.transform(series.values[-cfg.lookback:][::cfg.step])
+    pred = run.model.predict(window[None].astype(np.float32), verbose=0)[0]
+    values = normalizer.inverse_transform(pred.astype(np.float64), series.target)
+    return ["step", cfg.target], [[cfg.delay + i + 1, float(v)] for i, v in enumerate(values)]
+
+
+# -- classify -------------------------------------------------------------------------------
+def _classify_texts(cfg: TrainConfig, path: str, split: str = "train"):
+    """(texts, labels as strings, file lines or None) from a CSV, or from the ``split`` of an
+    aclImdb folder or tarball (labels "neg", "pos")."""
+    source = Path(path)
+    if _imdb_layout(source):
+        train, test = imdb.load_raw_text(source)
+        texts, labels = train if split == "train" else test
+        return texts, [("neg", "pos")[i] for i in labels], None
+    return files.labeled_texts(source, cfg.text, cfg.label)
+
+
+def _imdb_layout(path: Path) -> bool:
+    """The aclImdb folder or tarball (train and test splits), rather than one CSV."""
+    return path.is_dir() or path.name.endswith((".tar.gz", ".tgz"))
+
+
+def _classify_build(cfg: TrainConfig, prep: dict) -> Model:
+    model = classification.sequence_classifier(
+        specs.recurrent_layer(cfg.model), len(prep["classes"]),
+        len(prep["vectorizer"]["vocabulary"]) + 2, cfg.embed_dim, optimizer(cfg))
+    model.build((None, cfg.maxlen))
+    return model
+
+
+def _classify_arrays(run: Run, path: str, split: str):
+    cfg, prep = run.config, run.preprocessing
+    texts, labels, lines = _classify_texts(cfg, path, split)
+    vectorizer = TextVectorizer.from_config(prep["vectorizer"])
+    y = classification.class_ids(labels, prep["classes"], str(path), lines, cfg.label)
+    return vectorizer.transform(texts), y
+
+
+def _classify_prepare(cfg: TrainConfig) -> Prepared:
+    texts, labels, lines = _classify_texts(cfg, cfg.data)
+    cut = _split(len(texts), cfg.validation_fraction)
+    vectorizer = TextVectorizer(max_tokens=cfg.max_tokens, output_sequence_length=cfg.maxlen)
+    vectorizer.fit(texts[:cut])  # the training part only
+    classes = sorted(set(labels))
+    if len(classes) < 2:
+        raise ConfigError(f"{cfg.data}: column {cfg.label!r} holds one class {classes}; "
+                          "classification needs at least two")
+    prep = {"vectorizer": vectorizer.to_config(), "classes": classes}
+    x = vectorizer.transform(texts)
+    y = classification.class_ids(labels, classes, cfg.data, lines, cfg.label)
+    return Prepared(prep, _classify_build(cfg, prep),
+                    {"x": x[:cut], "y": _labels(y[:cut], classes),
+                     "validation_data": (x[cut:], _labels(y[cut:], classes))})
+
+
+def _labels(y: np.ndarray, classes: list[str]) -> np.ndarray:
+    return y.astype(np.float32)[:, None] if len(classes) == 2 else y
+
+
+def _classify_evaluate(run: Run, path: str, out_dir: Path | None) -> dict:
+    cfg, classes = run.config, run.preprocessing["classes"]
+    x, y = _classify_arrays(run, path, "test")
+    if run.history and not _imdb_layout(Path(path)):  # just trained on this file: its tail
+        cut = _split(len(x), cfg.validation_fraction)
+        x, y = x[cut:], y[cut:]
+    logs = run.model.evaluate(x, _labels(y, classes), batch_size=cfg.batch_size, verbose=0,
+                              return_dict=True)
+    pred = classification.predicted_classes(run.model.predict(x, verbose=0))
+    matrix = classification.confusion_matrix(y, pred, len(classes))
+    if out_dir is not None:
+        plots.confusion(matrix, classes, out_dir / "confusion_matrix.png")
+    return {"model": {"accuracy": float((pred == y).mean()), "loss": logs["loss"]},
+            "confusion_matrix": matrix.tolist(), "classes": classes}
+
+
+def _classify_predict(run: Run, path: str):
+    cfg, prep = run.config, run.preprocessing
+    texts = _classify_texts(cfg, path, "test")[0] if _imdb_layout(Path(path)) else \
+        files.texts(path, cfg.text)
+    x = TextVectorizer.from_config(prep["vectorizer"]).transform(texts)
+    probs = run.model.predict(x, verbose=0)
+    ids = classification.predicted_classes(probs)
+    score = probs[:, 0] if probs.shape[-1] == 1 else probs.max(-1)
+    return (["text", "prediction", "score"],
+            [[t, prep["classes"][i], float(s)] for t, i, s in zip(texts, ids, score)])
+
+
+# -- generate -------------------------------------------------------------------------------
+def _generate_build(cfg: TrainConfig, prep: dict) -> Model:
+    vectorizer = TextVectorizer.from_config(prep["vectorizer"])
+    model = generation.language_model(specs.recurrent_layer(cfg.model, return_sequences=True),
+                                      len(vectorizer.vocabulary), cfg.embed_dim, optimizer(cfg))
+    model.build((None, cfg.seq_len))
+    return model
+
+
+def _generate_prepare(cfg: TrainConfig) -> Prepared:
+    text = files.read_text(cfg.data)
+    cut = _split(len(text), cfg.validation_fraction)
+    vectorizer = generation.char_vectorizer(text[:cut])
+    prep = {"vectorizer": vectorizer.to_config()}
+    x, y = generation.char_windows(text[:cut], vectorizer, cfg.seq_len)
+    val = generation.char_windows(text[cut:], vectorizer, min(cfg.seq_len, len(text) - cut - 1))
+    return Prepared(prep, _generate_build(cfg, prep), {"x": x, "y": y, "validation_data": val})
+
+
+def _generate_evaluate(run: Run, path: str, out_dir: Path | None) -> dict:
+    cfg = run.config
+    text = files.read_text(path)
+    if run.history:
+        text = text[_split(len(text), cfg.validation_fraction):]
+    vectorizer = TextVectorizer.from_config(run.preprocessing["vectorizer"])
+    x, y = generation.char_windows(text, vectorizer, min(cfg.seq_len, len(text) - 1))
+    logs = run.model.evaluate(x, y, batch_size=cfg.batch_size, verbose=0, return_dict=True)
+    prompt = text[:min(20, len(text))]
+    samples = {str(t): generation.sample(run.model, vectorizer, prompt, cfg.sample_length, t,
+                                         context=cfg.seq_len, seed=cfg.seed)
+               for t in (0.2, 0.5, 1.0)}
+    return {"model": {"loss": logs["loss"], "accuracy": logs["acc"],
+                      "perplexity": float(np.exp(logs["loss"]))}, "samples": samples}
+
+
+# -- seq2seq --------------------------------------------------------------------------------
+def _seq2seq_vectorizers(prep: dict) -> tuple[TextVectorizer, TextVectorizer]:
+    return (TextVectorizer.from_config(prep["source"]), TextVectorizer.from_config(prep["target"]))
+
+
+def _seq2seq_build(cfg: TrainConfig, prep: dict) -> Model:
+    src, tgt = _seq2seq_vectorizers(prep)
+    bos, eos = s2s.special_ids(tgt)
+    decoder = specs.recurrent_layer(cfg.decoder)
+    model = s2s.Seq2Seq(specs.recurrent_layer(cfg.model), decoder, len(src.vocabulary),
+                        len(tgt.vocabulary), bos, eos, prep["max_length"], cfg.embed_dim)
+    model.compile(optimizer=optimizer(cfg), loss="sparse_categorical_crossentropy",
+                  metrics=["acc"])
+    model.build_from_batch(torch.ones(1, 2, dtype=torch.long))
+    return model
+
+
+def _seq2seq_prepare(cfg: TrainConfig) -> Prepared:
+    sources, targets = files.pairs(cfg.data)
+    cut = _split(len(sources), cfg.validation_fraction)
+    src, tgt = s2s.vectorizers(sources[:cut], targets[:cut])
+    y = s2s.encode_targets(tgt, targets)
+    prep = {"source": src.to_config(), "target": tgt.to_config(), "max_length": y.shape[1] + 2}
+    x = src.transform(sources)
+    return Prepared(prep, _seq2seq_build(cfg, prep),
+                    {"x": x[:cut], "y": y[:cut], "validation_data": (x[cut:], y[cut:])})
+
+
+def _seq2seq_evaluate(run: Run, path: str, out_dir: Path | None) -> dict:
+    cfg = run.config
+    sources, targets = files.pairs(path)
+    if run.history:
+        cut = _split(len(sources), cfg.validation_fraction)
+        sources, targets = sources[cut:], targets[cut:]
+    src, tgt = _seq2seq_vectorizers(run.preprocessing)
+    x = src.transform(sources)
+    logs = run.model.evaluate(x, s2s.encode_targets(tgt, targets), batch_size=cfg.batch_size,
+                              verbose=0, return_dict=True)
+    greedy = s2s.decode_targets(tgt, run.model.predict(x, verbose=0))
+    beam = s2s.decode_targets(tgt, run.model.beam_search(torch.as_tensor(x), cfg.beam_width).numpy())
+    return {"model": {"exact_match": s2s.exact_match(greedy, targets),
+                      "exact_match_beam": s2s.exact_match(beam, targets),
+                      "loss": logs["loss"], "token_accuracy": logs["acc"]}}
+
+
+def _seq2seq_predict(run: Run, path: str):
+    sources = [line for line in files.read_text(path).splitlines() if line.strip()]
+    sources = [line.split("\t")[0] for line in sources]
+    src, tgt = _seq2seq_vectorizers(run.preprocessing)
+    x = torch.as_tensor(src.transform(sources))
+    out = s2s.decode_targets(tgt, run.model.beam_search(x, run.config.beam_width).numpy())
+    return ["source", "prediction"], [[s, p] for s, p in zip(sources, out)]
+
+
+_PREPARE = {"forecast": _forecast_prepare, "classify": _classify_prepare,
+            "generate": _generate_prepare, "seq2seq": _seq2seq_prepare}
+_BUILD = {"forecast": _forecast_build, "classify": _classify_build,
+          "generate": _generate_build, "seq2seq": _seq2seq_build}
+_EVALUATE = {"forecast": _forecast_evaluate, "classify": _classify_evaluate,
+             "generate": _generate_evaluate, "seq2seq": _seq2seq_evaluate}
+_PREDICT = {"forecast": _forecast_predict, "classify": _classify_predict,
+            "seq2seq": _seq2seq_predict}
+
+
+# -- public ---------------------------------------------------------------------------------
+def prepare(cfg: TrainConfig) -> Prepared:
+    """Read the data, fit the preprocessing on the training part, build the model."""
+    cfg.check()
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    seed_everything(cfg.seed)
+    return _PREPARE[cfg.task](cfg)
+
+
+def train(cfg: TrainConfig) -> Run:
+    """Train, score on the held-out data and write the run directory ``cfg.out``.
+
+    Tasks trained on arrays (all but forecast) write a checkpoint to ``cfg.out/checkpoint``
+    after every epoch; ``cfg.resume`` (that directory) continues an interrupted run exactly."""
+    ready = prepare(cfg)
+    # fit checkpoints array data only (it stores the data order); forecast windows stream
+    arrays = ready.data["y"] is not None
+    history = ready.model.fit(ready.data["x"], ready.data["y"], batch_size=cfg.batch_size,
+                              epochs=cfg.epochs, validation_data=ready.data["validation_data"],
+                              verbose=0 if cfg.quiet else 1, seed=cfg.seed,
+                              checkpoint_dir=Path(cfg.out) / "checkpoint" if arrays else None,
+                              resume=cfg.resume or None)
+    run = Run(cfg, ready.preprocessing, ready.model, history.history)
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    run.metrics = _EVALUATE[cfg.task](run, cfg.data, out)
+    save(run, out)
+    return run
+
+
+def evaluate(run: Run, path: str, out_dir: Path | None = None) -> dict:
+    """The run's metrics (the shape of its metrics.json) on the data at ``path``."""
+    return _EVALUATE[run.config.task](run, path, out_dir)
+
+
+def predict(run: Run, path: str) -> tuple[list[str], list[list]]:
+    """(header, rows) of predictions for the data at ``path``."""
+    if run.config.task not in _PREDICT:
+        raise ConfigError(f"predict: a {run.config.task!r} run has no predict; use "
+                          "'rnnkit generate DIR --prompt ...'")
+    return _PREDICT[run.config.task](run, path)
+
+
+def generate(run: Run, prompt: str, length: int = 200, temperature: float = 1.0,
+             top_k: int | None = None, seed: int | None = None) -> str:
+    """Text continued from ``prompt`` by a ``generate`` run's language model."""
+    if run.config.task != "generate":
+        raise ConfigError(f"generate: the run was trained for task {run.config.task!r}, not "
+                          "'generate'")
+    vectorizer = TextVectorizer.from_config(run.preprocessing["vectorizer"])
+    return generation.sample(run.model, vectorizer, prompt, length, temperature, top_k,
+                             context=run.config.seq_len, seed=seed)
+
+
+def save(run: Run, out: Path) -> None:
+    """Write config.json (the options), model/ (Model.save: weights, architecture and the
+    preprocessing), history.csv, metrics.json and the plots."""
+    options = dataclasses.asdict(run.config)
+    (out / "config.json").write_text(json.dumps({"task": run.config.task, "train": options},
+                                                indent=1))
+    run.model.preprocessing = {"task": run.config.task, "train": options, **run.preprocessing}
+    run.model.save(out / "model")
+    (out / "metrics.json").write_text(json.dumps(run.metrics, indent=1))
+    write_csv(out / "history.csv", ["epoch", *run.history],
+              [[i + 1, *values] for i, values in enumerate(zip(*run.history.values()))])
+    if run.history:
+        plots.training_curves(run.history, out / "training_curves.png")
+
+
+def load(directory: str | Path) -> Run:
+    """A run directory back as a Run: the model (``load_model``), compiled for its task."""
+    directory = Path(directory)
+    if not (directory / "model" / "config.json").is_file():
+        raise FileNotFoundError(f"{directory}: not a run directory (no model/config.json); "
+                                "train one with 'rnnkit train ... --out DIR'")
+    model = load_model(directory / "model", custom_objects={"Seq2Seq": s2s.Seq2Seq})
+    stored = dict(model.preprocessing)
+    cfg = TrainConfig(**stored.pop("train"))
+    stored.pop("task")
+    model.compile(optimizer(cfg), _loss(cfg, stored), metrics=None if cfg.task == "forecast"
+                  else ["acc"])
+    model.eval()
+    return Run(cfg, stored, model)
+
+
+def _loss(cfg: TrainConfig, prep: dict) -> str:
+    if cfg.task == "forecast":
+        return cfg.loss
+    if cfg.task == "classify" and len(prep["classes"]) == 2:
+        return "binary_crossentropy"
+    return "sparse_categorical_crossentropy"
+
+
+def write_csv(path: str | Path, header: list[str], rows: list[list]) -> None:
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(header)
+        writer.writerows(rows)

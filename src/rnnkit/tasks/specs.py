@@ -1,0 +1,76 @@
+"""Recurrent layers from short spec strings, the cells of the whole lecture: ``gru:32``.
+
+Grammar: ``[WRAPPER-]CELL:UNITS[xN]`` or ``WRAPPER:UNITS[xN]`` (the wrapper around a GRU).
+
+  CELL     simple (SimpleRNN, tanh), lstm, lstm-peephole, lstm-coupled, gru (reset_after=True, as
+           Keras 3 and cuDNN), gru-lecture (reset_after=False, the lecture's formula)
+  WRAPPER  bidirectional (merge 'concat', 2·UNITS features), stacked (N layers, default 2),
+           dilated (N levels with dilations 1, 2, 4, ..., 2^(N-1), default N = 4: 1, 2, 4, 8)
+
+Examples: ``simple:32``, ``lstm-peephole:32``, ``bidirectional-gru:32``, ``stacked-lstm:32x2``,
+``dilated-gru:32`` (= ``dilated-gru:32x4``).
+"""
+
+from __future__ import annotations
+
+import re
+
+from ..errors import ConfigError
+from ..layers import GRU, LSTM, Bidirectional, DilatedRNN, Layer, SimpleRNN, Stacked
+
+CELLS = {
+    "simple": lambda units, **kw: SimpleRNN(units, **kw),
+    "lstm": lambda units, **kw: LSTM(units, **kw),
+    "lstm-peephole": lambda units, **kw: LSTM(units, peephole=True, **kw),
+    "lstm-coupled": lambda units, **kw: LSTM(units, coupled=True, **kw),
+    "gru": lambda units, **kw: GRU(units, **kw),
+    "gru-lecture": lambda units, **kw: GRU(units, reset_after=False, **kw),
+}
+WRAPPERS = ("bidirectional", "stacked", "dilated")
+DEFAULT_N = {"stacked": 2, "dilated": 4}
+_SPEC = re.compile(r"(?P<kind>[a-z-]+):(?P<units>\d+)(?:x(?P<n>\d+))?")
+GRAMMAR = ("[bidirectional-|stacked-|dilated-]CELL:UNITS[xN] with CELL one of "
+           f"{', '.join(CELLS)} (e.g. gru:32, stacked-lstm:32x2, dilated-gru:32)")
+
+
+def parse(spec: str) -> tuple[str | None, str, int, int | None]:
+    """``"stacked-lstm:32x2"`` -> (wrapper "stacked", cell "lstm", units 32, n 2)."""
+    match = _SPEC.fullmatch(spec.strip().lower()) if isinstance(spec, str) else None
+    if match is None:
+        raise ConfigError(f"model spec {spec!r}: expected {GRAMMAR}")
+    kind, units, n = match["kind"], int(match["units"]), match["n"]
+    wrapper = next((w for w in WRAPPERS if kind == w or kind.startswith(w + "-")), None)
+    cell = kind if wrapper is None else (kind[len(wrapper) + 1:] or "gru")
+    if cell not in CELLS:
+        raise ConfigError(f"model spec {spec!r}: unknown cell {cell!r}; expected {GRAMMAR}")
+    if units < 1:
+        raise ConfigError(f"model spec {spec!r}: units must be >= 1")
+    if n is not None and wrapper not in DEFAULT_N:
+        raise ConfigError(f"model spec {spec!r}: 'x{n}' (layers) needs the stacked- or dilated- "
+                          "wrapper")
+    count = int(n) if n is not None else DEFAULT_N.get(wrapper)
+    if count is not None and count < 1:
+        raise ConfigError(f"model spec {spec!r}: the layer count must be >= 1")
+    return wrapper, cell, units, count
+
+
+def recurrent_layer(spec: str, return_sequences: bool = False) -> Layer:
+    """The layer a spec names; (B, T, I) -> (B, H') or (B, T, H') with ``return_sequences``
+    (H' = 2·UNITS for bidirectional, UNITS otherwise)."""
+    wrapper, cell, units, count = parse(spec)
+    make = CELLS[cell]
+    # return_sequences goes to the constructors, so the layers' saved configs (get_config) hold it
+    if wrapper is None:
+        return make(units, return_sequences=return_sequences)
+    if wrapper == "bidirectional":
+        return Bidirectional(make(units, return_sequences=return_sequences))
+    if wrapper == "stacked":
+        return Stacked(make(units, return_sequences=return_sequences), depth=count)
+    return DilatedRNN(make(units), dilations=tuple(2 ** i for i in range(count)),
+                      return_sequences=return_sequences)
+
+
+def output_features(spec: str) -> int:
+    """H', the feature size of the layer's output."""
+    wrapper, _, units, _ = parse(spec)
+    return 2 * units if wrapper == "bidirectional" else units

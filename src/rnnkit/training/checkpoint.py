@@ -1,0 +1,323 @@
+"""Training checkpoints that lose nothing, and repeatable runs: ``fit(seed=, checkpoint_dir=,
+checkpoint_every=, resume=)``.
+
+A training checkpoint is a directory, written atomically like a model directory:
+  state.safetensors  the model's state_dict, the optimizer's tensors, the torch and numpy RNG
+                     states, the epoch's data order, tensors of callback states;
+  training.json      epoch and step, the optimizer's other state (learning rate, iterations),
+                     running metrics, callback states, History, Python's RNG state, the data's
+                     size and batch size, versions, and the sha256 of state.safetensors.
+It is saved every ``checkpoint_every`` optimizer steps (mid-epoch, right after a batch), or after
+every epoch when ``checkpoint_every`` is None. ``resume=DIR`` puts all of it back at the point
+where it was taken (a mid-epoch checkpoint after the epoch's on_epoch_begin, an epoch-end one
+before it), so a run killed at any moment and resumed ends with the same weights as a run that
+was never interrupted, on the same machine, thread count and rnnkit version. Loading reads JSON and
+safetensors only.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..errors import ChecksumError, ConfigError, DataFormatError
+from ..models import data as _data
+from ..models import persistence as _persistence
+from . import callbacks as _callbacks
+from . import metrics as _metrics
+from .guard import NonFiniteError
+
+FORMAT = "rnnkit-training"
+FORMAT_VERSION = 1
+TRAINING_FILE = "training.json"
+STATE_FILE = "state.safetensors"
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python's, numpy's and torch's generators (``fit(seed=N)``)."""
+    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
+        raise ConfigError(f"fit: seed must be a non-negative integer, got {seed!r}")
+    random.seed(int(seed))
+    np.random.seed(int(seed) % 2**32)
+    torch.manual_seed(int(seed))
+
+
+# -- tensors inside JSON -------------------------------------------------------------------------
+def pack(obj, prefix: str, tensors: dict):
+    """``obj`` as JSON with each tensor moved to ``tensors[key]`` and replaced by
+    ``{"__tensor__": key}``; dicts with non-string keys become ``{"__items__": [[k, v], ...]}``."""
+    if isinstance(obj, np.ndarray):
+        obj = torch.from_numpy(obj.copy())
+    if isinstance(obj, torch.Tensor):
+        tensors[prefix] = obj
+        return {"__tensor__": prefix}
+    if isinstance(obj, dict):
+        if all(isinstance(k, str) for k in obj):
+            return {k: pack(v, f"{prefix}/{k}", tensors) for k, v in obj.items()}
+        return {"__items__": [[k, pack(v, f"{prefix}/{i}", tensors)]
+                              for i, (k, v) in enumerate(obj.items())]}
+    if isinstance(obj, (list, tuple)):
+        return [pack(v, f"{prefix}/{i}", tensors) for i, v in enumerate(obj)]
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if obj is None or isinstance(obj, (bool, int, float, str)):
+        return obj
+    raise ConfigError(f"training checkpoint: cannot store a {type(obj).__name__} at {prefix}")
+
+
+def unpack(obj, tensors: dict):
+    if isinstance(obj, dict):
+        if set(obj) == {"__tensor__"}:
+            return tensors[obj["__tensor__"]]
+        if set(obj) == {"__items__"}:
+            return {k: unpack(v, tensors) for k, v in obj["__items__"]}
+        return {k: unpack(v, tensors) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [unpack(v, tensors) for v in obj]
+    return obj
+
+
+# -- RNG and metric states -----------------------------------------------------------------------
+def rng_state() -> dict:
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    version, internal, gauss_next = random.getstate()
+    state = {"torch": torch.get_rng_state(),
+             "numpy": {"name": name, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": pos,
+                       "has_gauss": has_gauss, "cached_gaussian": cached},
+             "python": {"version": version, "internal": list(internal), "gauss_next": gauss_next}}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    n = state["numpy"]
+    np.random.set_state((n["name"], n["keys"].numpy().astype(np.uint32), n["pos"],
+                         n["has_gauss"], n["cached_gaussian"]))
+    p = state["python"]
+    random.setstate((p["version"], tuple(p["internal"]), p["gauss_next"]))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def metric_states(model) -> list[dict]:
+    """Running totals of the loss and metrics (an 'acc' metric resolved on its first batch
+    records which accuracy it became)."""
+    out = []
+    for m in model.metrics:
+        inner = getattr(m, "resolved", m)
+        out.append(None if inner is None else
+                   {"class": type(inner).__name__, "total": inner.total, "count": inner.count})
+    return out
+
+
+def set_metric_states(model, states: list) -> None:
+    for m, state in zip(model.metrics, states):
+        if state is None:
+            continue
+        if hasattr(m, "resolved") and m.resolved is None:
+            m.resolved = getattr(_metrics, state["class"])(name=m.name)
+        inner = getattr(m, "resolved", m)
+        inner.total, inner.count = state["total"], state["count"]
+
+
+def _stateful(cbs) -> list:
+    return [cb for cb in cbs.callbacks
+            if hasattr(cb, "get_state") or isinstance(cb, _callbacks.History)]
+
+
+def _callback_state(cb) -> dict:
+    if isinstance(cb, _callbacks.History):
+        return {"history": cb.history, "epoch": cb.epoch}
+    return cb.get_state()
+
+
+def _set_callback_state(cb, state: dict) -> None:
+    if isinstance(cb, _callbacks.History):
+        cb.history, cb.epoch = state["history"], state["epoch"]
+    else:
+        cb.set_state(state)
+
+
+# -- the run -------------------------------------------------------------------------------------
+class TrainingRun:
+    """The checkpointing side of one ``fit``: data order, periodic saves and resume.
+
+    Inactive (no checkpoint_dir, no resume) it only hands out the stream's batches. Active, it
+    needs array data without ``steps_per_epoch``: it draws each epoch's order itself, exactly as
+    the stream would (the same generator calls), so checkpointing does not change the result.
+    """
+
+    def __init__(self, model, stream: _data.BatchStream, directory=None, every=None,
+                 resume=None):
+        if every is not None and (not isinstance(every, (int, np.integer)) or every <= 0
+                                  or isinstance(every, bool)):
+            raise ConfigError(f"fit: checkpoint_every must be a positive integer (optimizer "
+                              f"steps) or None, got {every!r}")
+        if every is not None and directory is None and resume is None:
+            raise ConfigError("fit: checkpoint_every needs checkpoint_dir (where to save)")
+        self.model, self.stream, self.every = model, stream, every
+        self.active = directory is not None or resume is not None
+        self.directory = None if not self.active else Path(directory if directory is not None
+                                                           else resume)
+        self.global_step, self.pending = 0, False
+        self.order: torch.Tensor | None = None
+        self.saved: dict | None = None
+        self.resumed_epoch: int | None = None
+        if not self.active:
+            return
+        if not isinstance(stream.source, _data.ArrayData) or stream.steps is not None:
+            raise ConfigError("fit: checkpoint_dir/resume need array data (x and y arrays, "
+                              "not a generator) and steps_per_epoch=None: only then can the "
+                              "data order be stored and restored")
+        if resume is not None:
+            self.saved = read_checkpoint(resume)
+            self._check_fits(Path(resume))
+            self.resumed_epoch = self.saved["json"]["epoch"]
+
+    @property
+    def steps_in_epoch(self) -> int:
+        return self.stream.steps_per_epoch
+
+    def first_epoch(self, initial_epoch: int) -> int:
+        return initial_epoch if self.resumed_epoch is None else self.resumed_epoch
+
+    def begin(self, cbs) -> None:
+        """After on_train_begin: put back an epoch-end checkpoint."""
+        if self.saved is not None and self.saved["json"]["step"] == 0:
+            self._restore(cbs)
+
+    def batches(self, epoch: int, cbs):
+        """(step, batch) of this epoch, after on_epoch_begin; a mid-epoch checkpoint is put
+        back here and its epoch continues after the last step it had done."""
+        if not self.active:
+            return enumerate(self.stream.epoch())
+        first = 0
+        if self.saved is not None:
+            first = self._restore(cbs)
+        else:
+            source = self.stream.source
+            self.order = torch.randperm(source.n) if self.stream.shuffle else torch.arange(source.n)
+        return self._iterate(first)
+
+    def _iterate(self, first: int):
+        source, size = self.stream.source, self.stream.batch_size
+        for step in range(first, self.steps_in_epoch):
+            part = source.take(self.order[step * size:(step + 1) * size])
+            yield step, (part.x, part.y, part.sample_weight)
+
+    def after_step(self, epoch: int, step: int, cbs) -> None:
+        """After on_train_batch_end: save every ``every`` steps; a save due on an epoch's last
+        step waits for the epoch's end (validation, on_epoch_end) and is made there."""
+        if not self.active:
+            return
+        self.global_step += 1
+        if self.every is not None and self.global_step % self.every == 0:
+            if step + 1 < self.steps_in_epoch and not self.model.stop_training:
+                self.save(epoch, step + 1, cbs)
+            else:
+                self.pending = True
+
+    def end_epoch(self, epoch: int, cbs) -> None:
+        """After on_epoch_end."""
+        if self.active and (self.every is None or self.pending):
+            self.save(epoch + 1, 0, cbs)
+            self.pending = False
+
+    # -- saving ------------------------------------------------------------------------------
+    def save(self, epoch: int, step: int, cbs) -> None:
+        model, opt = self.model, self.model.optimizer
+        tensors: dict = {}
+        weights = model.state_dict()
+        try:
+            _persistence.check_finite(weights, f"training checkpoint {self.directory}")
+        except NonFiniteError as e:
+            warnings.warn(f"{e}; epoch {epoch + 1} step {step} not checkpointed, the previous "
+                          "checkpoint stays", RuntimeWarning, stacklevel=3)
+            return
+        source = self.stream.source
+        info = {
+            "format": FORMAT, "format_version": FORMAT_VERSION, **_persistence.versions(),
+            "epoch": epoch, "step": step, "global_step": self.global_step,
+            "data": {"samples": source.n, "batch_size": self.stream.batch_size,
+                     "shuffle": self.stream.shuffle},
+            "model": pack(dict(weights), "model", tensors),
+            "optimizer": {"class": type(opt).__name__, "learning_rate": opt.learning_rate,
+                          "iterations": opt.iterations,
+                          "torch": pack(opt.torch_optimizer.state_dict(), "optimizer", tensors)},
+            "metrics": metric_states(model),
+            "callbacks": [{"class": type(cb).__name__,
+                           "state": pack(_callback_state(cb), f"callbacks/{i}", tensors)}
+                          for i, cb in enumerate(_stateful(cbs))],
+            "rng": pack(rng_state(), "rng", tensors),
+            "order": None if step == 0 else pack(self.order, "order", tensors),
+        }
+        data = _persistence.tensors_bytes(tensors)
+        info["state_sha256"] = _persistence.sha256(data)
+        text = json.dumps(info, indent=1).encode()
+        _persistence.write_directory(self.directory, {STATE_FILE: data, TRAINING_FILE: text},
+                                     overwrite=True, marker=TRAINING_FILE)
+
+    # -- resuming ----------------------------------------------------------------------------
+    def _check_fits(self, path: Path) -> None:
+        info = self.saved["json"]
+        now = {"samples": self.stream.source.n, "batch_size": self.stream.batch_size,
+               "shuffle": self.stream.shuffle}
+        if info["data"] != now:
+            raise ConfigError(f"resume: {path} was made on {info['data']}, this fit has {now}; "
+                              "resume with the same data, batch_size and shuffle")
+        opt = type(self.model.optimizer).__name__
+        if info["optimizer"]["class"] != opt:
+            raise ConfigError(f"resume: {path} was made with optimizer "
+                              f"{info['optimizer']['class']}, this model is compiled with {opt}")
+
+    def _restore(self, cbs) -> int:
+        """Put the checkpoint back; returns the step to continue from."""
+        info, tensors, path = self.saved["json"], self.saved["tensors"], self.saved["path"]
+        self.saved = None
+        model, opt = self.model, self.model.optimizer
+        model._ensure_ready(self.stream.source.x[:1].to(model._device()))
+        _persistence.load_state(model, unpack(info["model"], tensors), path / STATE_FILE)
+        opt.torch_optimizer.load_state_dict(unpack(info["optimizer"]["torch"], tensors))
+        opt.learning_rate, opt.iterations = (info["optimizer"]["learning_rate"],
+                                             info["optimizer"]["iterations"])
+        set_metric_states(model, info["metrics"])
+        self._restore_callbacks(cbs, info["callbacks"], tensors, path)
+        self.global_step = info["global_step"]
+        set_rng_state(unpack(info["rng"], tensors))
+        if info["step"] == 0:
+            return 0
+        self.order = unpack(info["order"], tensors)
+        return info["step"]
+
+    @staticmethod
+    def _restore_callbacks(cbs, saved: list, tensors: dict, path: Path) -> None:
+        current = _stateful(cbs)
+        names = [type(cb).__name__ for cb in current]
+        if names != [s["class"] for s in saved]:
+            raise ConfigError(f"resume: {path} was made with the callbacks "
+                              f"{[s['class'] for s in saved]} (those with state), this fit has "
+                              f"{names}; pass the same callbacks")
+        for cb, s in zip(current, saved):
+            _set_callback_state(cb, unpack(s["state"], tensors))
+
+
+def read_checkpoint(path) -> dict:
+    """The checked contents of a training checkpoint: {"json", "tensors", "path"}."""
+    directory = _persistence.existing_directory(path)
+    if not (directory / TRAINING_FILE).is_file():
+        raise DataFormatError(f"resume: {path}: no training checkpoint here (no {TRAINING_FILE}); "
+                              "give the checkpoint_dir of an earlier fit")
+    info = _persistence.read_json(directory / TRAINING_FILE)
+    _persistence.check_version(info, directory / TRAINING_FILE, FORMAT, FORMAT_VERSION)
+    if not isinstance(info.get("state_sha256"), str):
+        raise ChecksumError(f"{directory / TRAINING_FILE}: no state_sha256; cannot verify "
+                            f"{STATE_FILE}")
+    tensors = _persistence.read_tensors(directory / STATE_FILE, info["state_sha256"])
+    return {"json": info, "tensors": tensors, "path": directory}

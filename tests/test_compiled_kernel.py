@@ -1,0 +1,215 @@
+"""The compiled (C++) kernel against the reference loop, its build and its fallback.
+
+Outputs, final states and the gradients of input, initial state and every parameter under random
+upstream gradients into all outputs; float64 to 1e-10, float32 to 1e-5; masks, reverse, dilation,
+lags, recurrent masks, B=1, T=1. The first test to run builds the extension (about a minute).
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+import torch
+from torch.func import functional_call
+
+from rnnkit.cells import FeedbackCell, GRUCell, LSTMCell, SimpleCell
+from rnnkit.engine import BackendError, ScanSpec, compiled, explain, scan
+from test_kernels import CASES, CELLS, TOL, ScanModule, input_size, make_mask, run_with_grads, setup
+
+EXTRA_CELLS = {
+    "sigmoid": lambda lags: SimpleCell(3, 4, activation="sigmoid", lags=lags),
+    "lstm_relu": lambda lags: LSTMCell(3, 4, lags=lags, activation="relu"),
+    "gru_reset_before_nobias": lambda lags: GRUCell(3, 4, lags=lags, reset_after=False, bias=False),
+}
+COMPILED_CELLS = ["tanh", "relu", "linear", "lstm", "lstm_nobias", "peephole_full", "peephole_diag",
+                  "coupled", "coupled_peephole", "gru", "gru_nobias", "gru_reset_before",
+                  *EXTRA_CELLS]
+
+
+def make_cell(name: str, lags):
+    return (EXTRA_CELLS.get(name) or CELLS[name])(lags)
+
+
+def assert_compiled_matches_reference(cell_name: str, case: str, dtype, monkeypatch) -> None:
+    if cell_name in EXTRA_CELLS:  # test_kernels.setup builds its cells from CELLS
+        monkeypatch.setitem(CELLS, cell_name, EXTRA_CELLS[cell_name])
+    cell, x, state, opts = setup(cell_name, case, dtype)
+    expected, _ = run_with_grads(cell, x, state, opts, "reference")
+    got, kernel = run_with_grads(cell, x, state, opts, "compiled")
+    assert kernel == "compiled"
+    tol = TOL[dtype]
+    for i, (g, e) in enumerate(zip(got, expected, strict=True)):
+        torch.testing.assert_close(g, e, atol=tol, rtol=tol, msg=lambda m, i=i: f"tensor {i}: {m}")
+
+
+@pytest.mark.parametrize("case", list(CASES))
+@pytest.mark.parametrize("cell_name", COMPILED_CELLS)
+def test_compiled_matches_reference_float64(cell_name, case, monkeypatch):
+    assert_compiled_matches_reference(cell_name, case, torch.float64, monkeypatch)
+
+
+@pytest.mark.parametrize("case", ["plain", "mask", "lags_mask", "rmask", "dilation_mask"])
+@pytest.mark.parametrize("cell_name", COMPILED_CELLS)
+def test_compiled_matches_reference_float32(cell_name, case, monkeypatch):
+    assert_compiled_matches_reference(cell_name, case, torch.float32, monkeypatch)
+
+
+@pytest.fixture
+def two_threads():
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("case", ["mask", "lags_mask", "rmask", "reverse_mask", "dilation"])
+@pytest.mark.parametrize("cell_name", ["tanh", "peephole_full", "peephole_diag", "coupled", "gru",
+                                       "gru_reset_before"])
+def test_rows_split_over_threads(cell_name, case, two_threads, monkeypatch):
+    """B=20 on two threads: each thread runs the time loop on its own chunk of rows."""
+    monkeypatch.setitem(CASES, "wide", {**CASES[case], "batch": 20})
+    assert_compiled_matches_reference(cell_name, "wide", torch.float64, monkeypatch)
+
+
+@pytest.mark.parametrize("cell_name", ["tanh", "peephole_diag", "gru", "gru_reset_before"])
+def test_expanded_upstream_gradient(cell_name):
+    """outputs.sum() sends an expanded (stride-0) gradient, which the backward reads in place."""
+    cell = CELLS[cell_name]((1, 2)).double()
+    x = torch.randn(3, 5, 3, dtype=torch.float64, requires_grad=True)
+    grads = {}
+    for backend in ("reference", "compiled"):
+        out = scan(cell, x, backend=backend)
+        grads[backend] = torch.autograd.grad(out.outputs.sum(), [x, *cell.parameters()])
+    for got, expected in zip(grads["compiled"], grads["reference"], strict=True):
+        torch.testing.assert_close(got, expected, atol=1e-10, rtol=1e-10)
+
+
+# -- gradcheck of each autograd.Function, float64, tiny sizes -------------------------------------
+GRADCHECK = [
+    ("tanh", {"mask": "random", "lags": (1, 2)}),
+    ("relu", {"rmask": True}),
+    ("lstm", {"mask": "random", "lags": (1, 3)}),
+    ("peephole_full", {"mask": "random"}),
+    ("peephole_diag", {"lags": (1, 2), "rmask": True}),
+    ("coupled_peephole", {"mask": "random"}),
+    ("gru", {"mask": "random", "lags": (1, 2)}),
+    ("gru_reset_before", {"mask": "random", "lags": (1, 2), "rmask": True}),
+]
+
+
+@pytest.mark.parametrize("cell_name,opts", GRADCHECK, ids=[c for c, _ in GRADCHECK])
+def test_gradcheck(cell_name, opts):
+    opts = dict(opts)
+    cell = make_cell(cell_name, opts.pop("lags", (1,))).double()
+    batch, steps = 2, 4
+    x = torch.randn(batch, steps, input_size(cell), dtype=torch.float64, requires_grad=True)
+    state = [torch.randn(batch, n, dtype=torch.float64, requires_grad=True)
+             for n in cell.state_sizes()]
+    if "mask" in opts:
+        opts["mask"] = make_mask(opts["mask"], batch, steps)
+    if opts.pop("rmask", False):
+        opts["recurrent_mask"] = torch.rand(batch, len(cell.lags) * cell.hidden_size,
+                                            dtype=torch.float64)
+    module = ScanModule(cell, "compiled", opts)
+    names = [n for n, _ in module.named_parameters()]
+    params = [p.detach().clone().requires_grad_() for p in module.parameters()]
+    count = len(state)
+
+    def fn(x, *tensors):
+        weights = dict(zip(names, tensors[count:], strict=True))
+        return functional_call(module, weights, (x, *tensors[:count]))
+
+    assert torch.autograd.gradcheck(fn, (x, *state, *params))
+
+
+def test_double_backward_is_refused():
+    cell = GRUCell(3, 4, reset_after=False).double()
+    x = torch.randn(2, 3, 3, dtype=torch.float64, requires_grad=True)
+    out = scan(cell, x, backend="compiled")
+    with pytest.raises(RuntimeError, match="first order only"):
+        torch.autograd.grad(out.outputs.sum(), x, create_graph=True)
+
+
+def test_autocast_runs_the_recurrence_in_float32():
+    cell = LSTMCell(3, 4, peephole="diagonal")
+    x = torch.randn(2, 5, 3)
+    expected = scan(cell, x, backend="compiled").outputs
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = scan(cell, x, backend="compiled").outputs
+    assert got.dtype == torch.float32
+    torch.testing.assert_close(got, expected, atol=0, rtol=0)
+
+
+# -- selection, refusals, build failure ------------------------------------------------------------
+@pytest.mark.parametrize("cell", [LSTMCell(3, 4, peephole="full"), LSTMCell(3, 4, coupled=True),
+                                  GRUCell(3, 4, reset_after=False), SimpleCell(3, 4, lags=(1, 2))])
+def test_auto_prefers_compiled_over_fused(cell):
+    assert scan(cell, torch.randn(2, 3, 3)).kernel == "compiled"
+
+
+@pytest.mark.parametrize("cell,dtype,reason", [
+    (FeedbackCell(3, 4, 2), torch.float32, "no compiled family for FeedbackCell"),
+    (SimpleCell(3, 4, activation="elu"), torch.float32, "activation='elu'"),
+    (LSTMCell(3, 4, recurrent_activation="hard_sigmoid"), torch.float32,
+     "recurrent_activation='hard_sigmoid'"),
+    (GRUCell(3, 4), torch.bfloat16, "float32 and float64, not torch.bfloat16"),
+])
+def test_explicit_compiled_that_cannot_run_raises_with_reason(cell, dtype, reason):
+    x = torch.randn(2, 3, 3, dtype=dtype)
+    with pytest.raises(BackendError, match=re.escape("backend 'compiled' cannot run") + ".*"
+                       + re.escape(reason)):
+        scan(cell.to(dtype), x, backend="compiled")
+
+
+def test_refuses_other_devices():
+    spec = ScanSpec(has_mask=False, has_recurrent_mask=False, device=torch.device("meta"),
+                    dtype=torch.float32, batch=2, steps=3)
+    ok, reason = compiled.COMPILED.supports(LSTMCell(3, 4), spec)
+    assert not ok
+    assert reason == "the C++ extension runs on CPU only, not meta"
+
+
+def test_build_failure_is_reported_not_raised(tmp_path):
+    source = tmp_path / "broken.cpp"
+    source.write_text("#error this source does not compile\n")
+    ops, reason = compiled.build(source, str(tmp_path / "build"), name="rnnkit_broken")
+    assert ops is None
+    assert reason.startswith("C++ extension unavailable: RuntimeError: Error building extension "
+                             "'rnnkit_broken'")
+    assert "this source does not compile" in reason
+
+
+def test_without_the_extension_auto_falls_back_to_fused_and_explains(monkeypatch):
+    reason = "C++ extension unavailable: RuntimeError: no compiler"
+    monkeypatch.setattr(compiled.COMPILED, "_ops", None)
+    monkeypatch.setattr(compiled.COMPILED, "_reason", reason)
+    cell, x = LSTMCell(3, 4, peephole="full"), torch.randn(2, 3, 3)
+    assert scan(cell, x).kernel == "fused"
+    spec = ScanSpec(has_mask=False, has_recurrent_mask=False, device=x.device, dtype=x.dtype,
+                    batch=2, steps=3)
+    assert explain(cell, spec)["compiled"] == reason
+    with pytest.raises(BackendError, match=re.escape(reason)):
+        scan(cell, x, backend="compiled")
+
+
+def saved_bytes(fn) -> int:
+    """Bytes of the distinct storages autograd saves for backward while fn runs."""
+    storages: dict[int, int] = {}
+
+    def pack(t):
+        storages[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        fn()
+    return sum(storages.values())
+
+
+@pytest.mark.parametrize("cell", [LSTMCell(8, 16, peephole="full"), GRUCell(8, 16),
+                                  GRUCell(8, 16, reset_after=False), SimpleCell(8, 16, lags=(1, 2))])
+def test_saves_less_for_backward_than_the_reference(cell):
+    x = torch.randn(4, 20, 8, requires_grad=True)
+    ref = saved_bytes(lambda: scan(cell, x, backend="reference"))
+    got = saved_bytes(lambda: scan(cell, x, backend="compiled"))
+    assert got < ref

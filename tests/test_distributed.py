@@ -1,0 +1,161 @@
+"""Data-parallel fit: two processes on localhost (torchrun, gloo) against one process with the
+same global batch; a crashed rank fails the run instead of hanging; sharding without processes."""
+
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from rnnkit import layers, optimizers
+from rnnkit.errors import ConfigError
+from rnnkit.models import Sequential
+from rnnkit.models import data as _data
+from rnnkit.training import distributed
+
+BATCH, WORLD, SAMPLES = 4, 2, 32
+
+_SCRIPT = textwrap.dedent("""
+    import os, sys
+    import numpy as np
+    import torch
+    sys.path.insert(0, os.path.dirname(__file__))
+    from common import data, make_model
+    from rnnkit.callbacks import Callback
+
+    out, mode = sys.argv[1], sys.argv[2]
+    rank = int(os.environ["RANK"])
+
+    class Crash(Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            if mode == "crash" and rank == 1 and batch == 1:
+                raise RuntimeError("rank 1 crashed on purpose")
+
+    x, y = data()
+    model = make_model()
+    history = model.fit(x, y, batch_size=BATCH, epochs=2, shuffle=False, verbose=2,
+                        validation_data=(x[:10], y[:10]), callbacks=[Crash()],
+                        strategy=None if mode == "env" else "ddp")
+    np.savez(f"{out}/rank{rank}.npz", *model.get_weights(),
+             loss=np.array(history.history["loss"]), val=np.array(history.history["val_loss"]))
+""").replace("BATCH", str(BATCH))
+
+_COMMON = textwrap.dedent("""
+    import numpy as np
+    import torch
+    from rnnkit import layers, optimizers
+    from rnnkit.models import Sequential
+
+    def data():
+        rng = np.random.default_rng(0)
+        x = rng.standard_normal((SAMPLES, 6, 3)).astype("float32")
+        return x, x[:, :, :1].sum(axis=1)
+
+    def make_model():
+        torch.manual_seed(0)
+        model = Sequential([layers.LSTM(5), layers.Dense(1)])
+        model.build((None, 6, 3))
+        model.compile(optimizers.SGD(0.1), "mse")
+        return model
+""").replace("SAMPLES", str(SAMPLES))
+
+
+def _npz(path) -> dict:
+    with np.load(path) as f:  # closes the file (an open NpzFile warns when collected)
+        return dict(f)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _torchrun(tmp_path, mode: str, timeout: float = 120):
+    (tmp_path / "train.py").write_text(_SCRIPT)
+    (tmp_path / "common.py").write_text(_COMMON)
+    env = {**os.environ, "GLOO_SOCKET_IFNAME": "lo", "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(WORLD),
+           "--master_addr", "127.0.0.1", "--master_port", str(_free_port()),
+           str(tmp_path / "train.py"), str(tmp_path), mode]
+    start = time.monotonic()
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
+    return done, time.monotonic() - start
+
+
+def _single_process():
+    namespace: dict = {}
+    exec(compile(_COMMON, "common", "exec"), namespace)  # the very same data and model
+    x, y = namespace["data"]()
+    model = namespace["make_model"]()
+    history = model.fit(x, y, batch_size=BATCH * WORLD, epochs=2, shuffle=False, verbose=0,
+                        validation_data=(x[:10], y[:10]))
+    return model.get_weights(), history.history
+
+
+def test_two_processes_match_one_process_with_the_global_batch(tmp_path):
+    done, _ = _torchrun(tmp_path, "ddp")
+    assert done.returncode == 0, done.stderr[-3000:]
+    ranks = [_npz(tmp_path / f"rank{r}.npz") for r in range(WORLD)]
+    weights, history = _single_process()
+    for i, w in enumerate(weights):
+        a, b = ranks[0][f"arr_{i}"], ranks[1][f"arr_{i}"]
+        assert np.array_equal(a, b)  # DDP: every process took the same steps
+        np.testing.assert_allclose(a, w, rtol=0, atol=1e-6)
+    for key, ours in (("loss", "loss"), ("val", "val_loss")):
+        assert np.array_equal(ranks[0][key], ranks[1][key])  # averaged across processes
+        np.testing.assert_allclose(ranks[0][key], history[ours], rtol=1e-5)
+    assert done.stdout.count("Epoch 1/2") == 1  # progress from rank 0 only
+
+
+@pytest.mark.slow
+def test_torchrun_environment_is_detected(tmp_path):
+    done, _ = _torchrun(tmp_path, "env")
+    assert done.returncode == 0, done.stderr[-3000:]
+    a, b = (_npz(tmp_path / f"rank{r}.npz") for r in range(WORLD))
+    assert all(np.array_equal(a[k], b[k]) for k in a)
+
+
+def test_a_crashed_rank_fails_the_run_quickly(tmp_path):
+    done, seconds = _torchrun(tmp_path, "crash", timeout=120)
+    assert done.returncode != 0
+    assert "rank 1 crashed on purpose" in done.stderr
+    assert seconds < 60
+
+
+def test_arrays_shard_as_distributed_sampler():
+    arrays = _data.ArrayData(np.arange(10)[:, None], np.arange(10))
+    parts = [distributed.ShardedArrays(arrays, r, 3, seed=0) for r in range(3)]
+    firsts = [torch.cat([b[1] for b in p.batches(2, shuffle=True)]) for p in parts]
+    seconds = [torch.cat([b[1] for b in p.batches(2, shuffle=True)]) for p in parts]
+    for epoch in (firsts, seconds):  # 10 padded to 12: 4 each, every sample at least once
+        assert [len(e) for e in epoch] == [4, 4, 4]
+        assert set(torch.cat(epoch).tolist()) == set(range(10))
+    assert not all(torch.equal(a, b) for a, b in zip(firsts, seconds))  # reshuffled per epoch
+    in_order = [torch.cat([b[1] for b in p.batches(4, shuffle=False)]) for p in parts]
+    assert in_order[1].tolist() == [1, 4, 7, 0]  # rank 1 of 3: every 3rd from 1, padded
+    assert parts[0].num_batches(3) == 2
+
+
+def test_iterables_shard_by_turns_dropping_an_incomplete_round():
+    batches = list(range(7))
+    shards = [list(distributed.ShardedIterable(batches, r, 3)) for r in range(3)]
+    assert shards == [[0, 3], [1, 4], [2, 5]]
+
+
+def test_strategy_errors(monkeypatch):
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    assert distributed.detect(None) is None
+    with pytest.raises(ConfigError, match=r"strategy='ddp': no process group; launch with torchrun"):
+        distributed.detect("ddp")
+    with pytest.raises(ConfigError, match=r"strategy must be None, 'ddp' .* got 'horovod'"):
+        distributed.detect("horovod")
+    model = Sequential([layers.LSTM(2), layers.Dense(1)])
+    model.compile(optimizers.SGD(0.1), "mse")
+    with pytest.raises(ConfigError, match=r"strategy='ddp': no process group"):
+        model.fit(np.zeros((4, 3, 1), "float32"), np.zeros((4, 1), "float32"), strategy="ddp")
