@@ -26,7 +26,11 @@ lint: $(VENV)/.dev-installed
 test: $(VENV)/.dev-installed lint
 	$(VENV)/bin/pytest -q
 
-bench: $(VENV)/.installed
+$(VENV)/.bench-installed: $(VENV)/.installed
+	$(PIP) install -q -e ".[bench]"
+	touch $@
+
+bench: $(VENV)/.bench-installed
 	$(PY) benchmarks/run_all.py
 
 clean:
