@@ -7,7 +7,9 @@ Each script measures its contenders side by side, interleaved, and reports media
 from __future__ import annotations
 
 import datetime
+import os
 import pathlib
+import re
 import sys
 import time
 
@@ -17,6 +19,7 @@ import bench_fit  # noqa: E402
 import bench_kernels  # noqa: E402
 import bench_memory  # noqa: E402
 import bench_parallel  # noqa: E402
+import torch  # noqa: E402
 from common import machine  # noqa: E402
 
 from rnnkit.engine import kernels  # noqa: E402
@@ -51,8 +54,8 @@ def main() -> None:
         "",
         f"Produced by `make bench` (`python benchmarks/run_all.py{' --quick' if quick else ''}`)"
         f" on {datetime.date.today()}.",
-        f"Machine: {machine()}.",
-        "No GPU was available, so the suite ran on CPU only.",
+        f"Machine: {machine()}; load average before the run {os.getloadavg()[0]:.2f}.",
+        gpu_line(),
         status,
         "All contenders run side by side in one process, interleaved round by round; "
         "times are medians (ms). The machine is shared with other work, so expect ±20 % noise.",
@@ -60,7 +63,19 @@ def main() -> None:
     ]
     notes = NOTES.read_text() if NOTES.exists() else ""
     DOC.parent.mkdir(exist_ok=True)
-    DOC.write_text("\n".join(head) + "\n\n".join(sections) + "\n\n" + notes)
+    kept = marked_sections(DOC.read_text()) if DOC.exists() else []
+    DOC.write_text("\n".join(head) + "\n\n".join(sections + kept) + "\n\n" + notes)
+
+
+def gpu_line() -> str:
+    if torch.cuda.is_available():
+        return f"GPU present ({torch.cuda.get_device_name(0)}); these tables are CPU runs."
+    return "No GPU was available, so the suite ran on CPU only."
+
+
+def marked_sections(doc: str) -> list[str]:
+    """Sections other scripts own (between <!-- name: begin --> and <!-- name: end -->): kept."""
+    return re.findall(r"<!-- [\w.-]+: begin -->.*?<!-- [\w.-]+: end -->", doc, flags=re.S)
 
 
 if __name__ == "__main__":
