@@ -91,6 +91,14 @@ def test_token_ids_outside_the_vocabulary(bad, shown):
                  rf"embedding.*\(Embedding\): token id {shown} is outside \[0, input_dim=10\)")
 
 
+@pytest.mark.parametrize("where", ["train", "validation"])
+def test_bad_token_id_in_a_late_batch_trains_nothing(where):
+    x = np.random.randint(0, 10, size=(8, 5))
+    x[-1, 0] = 10  # the last sample: the last training batch, or the validation split
+    kwargs = {"batch_size": 2, "validation_split": 0.25 if where == "validation" else 0.0}
+    _fit_refuses(_embedding_model(10), x, _y(), ShapeError, r"token id 10 is outside", **kwargs)
+
+
 def test_float_token_ids_are_refused():
     with pytest.raises(ShapeError, match="expected integer token ids, got dtype torch.float32"):
         _embedding_model().predict(np.random.rand(2, 5), verbose=0)
@@ -107,7 +115,8 @@ def test_predict_and_evaluate_refuse_nan_inputs():
 
 def test_validation_data_with_nan_is_refused_before_training():
     model = _model()
-    _fit_refuses(model, _x(), _y(), DataFormatError, "y: non-finite value nan at sample 0",
+    _fit_refuses(model, _x(), _y(), DataFormatError,
+                 "validation_data y: non-finite value nan at sample 0",
                  validation_data=(_x(2), np.full((2, 1), np.nan, np.float32)))
 
 

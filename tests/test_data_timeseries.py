@@ -201,3 +201,11 @@ def test_csv_to_npy_bad_cell_leaves_no_file(tmp_path):
     with pytest.raises(DataFormatError, match=r"s.csv: line 3, column 'b': expected a number"):
         csv_to_npy(tmp_path / "s.csv", tmp_path / "s.npy")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["s.csv"]
+
+
+def test_a_target_column_that_does_not_exist_is_refused_up_front():
+    data = np.zeros((50, 2))
+    with pytest.raises(ConfigError, match=r"WindowDataset: target column 5 does not exist; the data has 2"):
+        WindowDataset(data, lookback=4, delay=1, target=5)
+    with pytest.raises(ConfigError, match=r"generator: target column 2 does not exist"):
+        next(generator(data, lookback=4, delay=1, min_index=0, max_index=None, target=2))

@@ -52,6 +52,7 @@ def generator(data: np.ndarray, lookback: int, delay: int, min_index: int,
     """
     if max_index is None:
         max_index = len(data) - delay - 1
+    _check_target_column(data, target, "generator")
     _check_anchor_range(data, lookback, delay, 1, min_index, max_index)
     rng = np.random if rng is None else rng
     offsets = np.arange(-lookback, 0, step)
@@ -65,6 +66,13 @@ def generator(data: np.ndarray, lookback: int, delay: int, min_index: int,
             rows = np.arange(i, min(i + batch_size, max_index))
             i += len(rows)
         yield data[rows[:, None] + offsets], data[rows + delay, target]
+
+
+def _check_target_column(data: np.ndarray, target: int, where: str) -> None:
+    columns = data.shape[1] if data.ndim == 2 else 0
+    if not -columns <= int(target) < columns:
+        raise ConfigError(f"{where}: target column {target} does not exist; the data has "
+                          f"{columns} columns (0..{columns - 1})")
 
 
 class WindowDataset:
@@ -91,6 +99,7 @@ class WindowDataset:
                               f"{step}, {horizon}, {batch_size}")
         if end is None:
             end = len(data) - delay - horizon + 1
+        _check_target_column(data, target, "WindowDataset")
         _check_anchor_range(data, lookback, delay, horizon, start, end)
         self.data, self.target, self.normalizer = data, target, normalizer
         self.batch_size, self.shuffle, self.horizon = batch_size, shuffle, horizon

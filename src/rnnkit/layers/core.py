@@ -150,10 +150,11 @@ class Embedding(_KerasWeights):
     def __call__(self, x, *args, **kwargs):
         # Validate before Layer.__call__ builds (and might cast) on a bad first input.
         if isinstance(x, Tensor):
-            self._check_ids(x)
+            self.check_inputs(x)
         return super().__call__(x, *args, **kwargs)
 
-    def _check_ids(self, x: Tensor) -> None:
+    def check_inputs(self, x: Tensor) -> None:
+        """Token ids must be integers in [0, input_dim)."""
         if x.is_floating_point() or x.is_complex() or x.dtype == torch.bool:
             raise ShapeError(f"{self.name} (Embedding): expected integer token ids, got dtype "
                              f"{x.dtype}; convert the input to int64 (input_dim={self.input_dim})")

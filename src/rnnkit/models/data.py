@@ -94,11 +94,12 @@ def unpack(batch) -> Batch:
 class ArrayData:
     """x, y and sample_weight as tensors sharing the first (sample) axis."""
 
-    def __init__(self, x, y=None, sample_weight=None):
-        self.x = to_tensor(x, "x")
-        self.y = None if y is None else to_tensor(y, "y")
+    def __init__(self, x, y=None, sample_weight=None, role: str = ""):
+        """``role`` prefixes the arrays' names in errors (e.g. "validation_data ")."""
+        self.x = to_tensor(x, f"{role}x")
+        self.y = None if y is None else to_tensor(y, f"{role}y")
         self.sample_weight = None if sample_weight is None else \
-            to_tensor(sample_weight, "sample_weight")
+            to_tensor(sample_weight, f"{role}sample_weight")
         self.n = _count(self.x, "x")
         for name, a in (("y", self.y), ("sample_weight", self.sample_weight)):
             if a is not None and _count(a, name) != self.n:
@@ -108,7 +109,7 @@ class ArrayData:
             raise ShapeError("x has no samples (empty data)")
         for name, a in (("x", self.x), ("y", self.y), ("sample_weight", self.sample_weight)):
             if a is not None:
-                check_finite(a, name)  # before any training step, so nothing is half-trained
+                check_finite(a, f"{role}{name}")  # before any training step, so nothing is half-trained
 
     def take(self, index) -> ArrayData:
         part = ArrayData.__new__(ArrayData)

@@ -172,6 +172,7 @@ class Model(nn.Module):
         train, val = self._fit_streams(x, y, sample_weight, batch_size, validation_split,
                                        validation_data, shuffle, steps_per_epoch,
                                        validation_steps)
+        self._check_whole_inputs(train, val)
         train, val = (_distributed.shard(self._strategy, s) for s in (train, val))
         run = _checkpoint.TrainingRun(self, train, _distributed.chief_only(
             self._strategy, checkpoint_dir), checkpoint_every, resume)
@@ -284,6 +285,15 @@ class Model(nn.Module):
         return logs
 
     # -- plumbing ------------------------------------------------------------------------------
+    def _check_whole_inputs(self, *streams) -> None:
+        """Checks the first layer can make on a whole array (e.g. an Embedding's token ids) run
+        before the first step, so a bad value in a late batch leaves nothing half-trained."""
+        first = next(top_layers(self), None)
+        check = getattr(first, "check_inputs", None)
+        for stream in streams:
+            if check is not None and stream is not None and isinstance(stream.source, _data.ArrayData):
+                check(stream.source.x)
+
     def _ensure_ready(self, x: Tensor) -> None:
         """Build the model from the first batch, then the torch optimizer over its parameters."""
         self.build_from_batch(x)
@@ -306,8 +316,8 @@ class Model(nn.Module):
             return train, None
         if isinstance(validation_data, (tuple, list)) and 2 <= len(validation_data) <= 3 \
                 and _data.is_array_like(validation_data[0]):
-            val = _data.BatchStream(_data.ArrayData(*validation_data), batch_size, False,
-                                    validation_steps)
+            val = _data.BatchStream(_data.ArrayData(*validation_data, role="validation_data "),
+                                    batch_size, False, validation_steps)
         else:
             val = _data.BatchStream(validation_data, batch_size, False, validation_steps)
         return train, val
