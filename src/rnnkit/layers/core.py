@@ -430,11 +430,21 @@ class MaxPooling1D(Layer):
         return (input_shape[0], steps, input_shape[2])
 
 
-class GlobalMaxPooling1D(Layer):
-    """Max over time, masked steps excluded (Keras ignores the mask here): (B, T, C) -> (B, C)."""
+class _GlobalPooling1D(Layer):
+    """Pools the time axis away: (B, T, C) -> (B, C); the mask ends here."""
 
     input_rank = 3
     supports_masking = True
+
+    def compute_mask(self, x: Tensor, mask: Tensor | None) -> None:
+        return None
+
+    def compute_output_shape(self, input_shape: Shape) -> Shape:
+        return (input_shape[0], input_shape[2])
+
+
+class GlobalMaxPooling1D(_GlobalPooling1D):
+    """Max over time, masked steps excluded (Keras ignores the mask here): (B, T, C) -> (B, C)."""
 
     def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
         if mask is None:
@@ -443,30 +453,15 @@ class GlobalMaxPooling1D(Layer):
         y = x.masked_fill(~keep, -math.inf).amax(dim=1)
         return y.masked_fill(~keep.any(dim=1), 0.0)  # all-masked rows: 0, not -inf
 
-    def compute_mask(self, x: Tensor, mask: Tensor | None) -> None:
-        return None
 
-    def compute_output_shape(self, input_shape: Shape) -> Shape:
-        return (input_shape[0], input_shape[2])
-
-
-class GlobalAveragePooling1D(Layer):
+class GlobalAveragePooling1D(_GlobalPooling1D):
     """Mean over the unmasked time steps: (B, T, C) -> (B, C)."""
-
-    input_rank = 3
-    supports_masking = True
 
     def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
         if mask is None:
             return x.mean(dim=1)
         w = mask.to(x.dtype).unsqueeze(-1)  # (B, T, 1)
         return (x * w).sum(dim=1) / w.sum(dim=1).clamp(min=1.0)
-
-    def compute_mask(self, x: Tensor, mask: Tensor | None) -> None:
-        return None
-
-    def compute_output_shape(self, input_shape: Shape) -> Shape:
-        return (input_shape[0], input_shape[2])
 
 
 class Flatten(Layer):
