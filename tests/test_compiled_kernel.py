@@ -11,11 +11,17 @@ import re
 
 import pytest
 import torch
-from torch.func import functional_call
 
 from rnnkit.cells import FeedbackCell, GRUCell, LSTMCell, SimpleCell
 from rnnkit.engine import BackendError, ScanSpec, compiled, explain, scan
-from test_kernels import CASES, CELLS, TOL, ScanModule, input_size, make_mask, run_with_grads, setup
+from test_kernels import (
+    CASES,
+    CELLS,
+    TOL,
+    gradcheck_scan,
+    run_with_grads,
+    setup,
+)
 
 EXTRA_CELLS = {
     "sigmoid": lambda lags: SimpleCell(3, 4, activation="sigmoid", lags=lags),
@@ -102,25 +108,7 @@ GRADCHECK = [
 def test_gradcheck(cell_name, opts):
     opts = dict(opts)
     cell = make_cell(cell_name, opts.pop("lags", (1,))).double()
-    batch, steps = 2, 4
-    x = torch.randn(batch, steps, input_size(cell), dtype=torch.float64, requires_grad=True)
-    state = [torch.randn(batch, n, dtype=torch.float64, requires_grad=True)
-             for n in cell.state_sizes()]
-    if "mask" in opts:
-        opts["mask"] = make_mask(opts["mask"], batch, steps)
-    if opts.pop("rmask", False):
-        opts["recurrent_mask"] = torch.rand(batch, len(cell.lags) * cell.hidden_size,
-                                            dtype=torch.float64)
-    module = ScanModule(cell, "compiled", opts)
-    names = [n for n, _ in module.named_parameters()]
-    params = [p.detach().clone().requires_grad_() for p in module.parameters()]
-    count = len(state)
-
-    def fn(x, *tensors):
-        weights = dict(zip(names, tensors[count:], strict=True))
-        return functional_call(module, weights, (x, *tensors[:count]))
-
-    assert torch.autograd.gradcheck(fn, (x, *state, *params))
+    assert gradcheck_scan(cell, "compiled", opts)
 
 
 def test_double_backward_is_refused():

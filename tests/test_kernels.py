@@ -186,6 +186,11 @@ def test_gradcheck(cell_name, opts):
     backend = opts.pop("backend", "fused")
     torch.manual_seed(0)
     cell = CELLS[cell_name](opts.pop("lags", (1,))).double()
+    assert gradcheck_scan(cell, backend, opts)
+
+
+def gradcheck_scan(cell, backend: str, opts: dict) -> bool:
+    """float64 gradcheck of scan on ``backend``: input, initial state and every parameter."""
     batch, steps = 2, 4
     x = torch.randn(batch, steps, input_size(cell), dtype=torch.float64, requires_grad=True)
     state = [torch.randn(batch, n, dtype=torch.float64, requires_grad=True)
@@ -204,7 +209,7 @@ def test_gradcheck(cell_name, opts):
         weights = dict(zip(names, tensors[count:], strict=True))
         return functional_call(module, weights, (x, *tensors[:count]))
 
-    assert torch.autograd.gradcheck(fn, (x, *state, *params))
+    return torch.autograd.gradcheck(fn, (x, *state, *params))
 
 
 class ScanModule(torch.nn.Module):

@@ -29,6 +29,18 @@ class _KerasWeights(Layer):
     def keras_weights(self) -> list[tuple[Tensor, bool]]:
         return [(p, False) for p in self.parameters()]
 
+    def set_kernel_options(self, activation, use_bias: bool, kernel_initializer, bias_initializer,
+                           kernel_regularizer, bias_regularizer) -> None:
+        """Keras's shared arguments of a layer with a ``weight`` kernel and an optional ``bias``."""
+        self.activation = activations.get(activation, f"{self.name}.activation")
+        self.use_bias = use_bias
+        self.kernel_initializer = initializers.get(kernel_initializer,
+                                                   f"{self.name}.kernel_initializer")
+        self.bias_initializer = initializers.get(bias_initializer, f"{self.name}.bias_initializer")
+        self.add_regularizer("weight", kernel_regularizer)
+        if use_bias:
+            self.add_regularizer("bias", bias_regularizer)
+
     def get_weights(self) -> list[np.ndarray]:
         return [_to_numpy(t.permute(*reversed(range(t.dim()))) if rev else t)
                 for t, rev in self.keras_weights()]
@@ -92,14 +104,8 @@ class Dense(_KerasWeights):
         if int(units) <= 0:
             raise ConfigError(f"{self.name}: units must be a positive integer, got {units!r}")
         self.units = int(units)
-        self.activation = activations.get(activation, f"{self.name}.activation")
-        self.use_bias = use_bias
-        self.kernel_initializer = initializers.get(kernel_initializer,
-                                                   f"{self.name}.kernel_initializer")
-        self.bias_initializer = initializers.get(bias_initializer, f"{self.name}.bias_initializer")
-        self.add_regularizer("weight", kernel_regularizer)
-        if use_bias:
-            self.add_regularizer("bias", bias_regularizer)
+        self.set_kernel_options(activation, use_bias, kernel_initializer, bias_initializer,
+                                kernel_regularizer, bias_regularizer)
 
     def build(self, input_shape: Shape) -> None:
         _check_min_rank(self, input_shape, 2)
@@ -360,14 +366,8 @@ class Conv1D(_KerasWeights):
         if self.strides > 1 and self.dilation_rate > 1:
             raise ConfigError(f"{self.name}: strides > 1 with dilation_rate > 1 is not supported "
                               f"(got strides={strides}, dilation_rate={dilation_rate}), as Keras")
-        self.activation = activations.get(activation, f"{self.name}.activation")
-        self.use_bias = use_bias
-        self.kernel_initializer = initializers.get(kernel_initializer,
-                                                   f"{self.name}.kernel_initializer")
-        self.bias_initializer = initializers.get(bias_initializer, f"{self.name}.bias_initializer")
-        self.add_regularizer("weight", kernel_regularizer)
-        if use_bias:
-            self.add_regularizer("bias", bias_regularizer)
+        self.set_kernel_options(activation, use_bias, kernel_initializer, bias_initializer,
+                                kernel_regularizer, bias_regularizer)
 
     @property
     def receptive_field(self) -> int:
