@@ -69,12 +69,27 @@ def two_threads():
     torch.set_num_threads(before)
 
 
-@pytest.mark.parametrize("case", ["mask", "lags_mask", "rmask", "reverse_mask", "dilation"])
-@pytest.mark.parametrize("cell_name", ["tanh", "peephole_full", "peephole_diag", "coupled", "gru",
-                                       "gru_reset_before"])
+THREADED_CELLS = ["tanh", "peephole_full", "peephole_diag", "coupled", "gru", "gru_reset_before"]
+THREADED_CASES = ["mask", "lags_mask", "rmask", "reverse_mask", "dilation"]
+
+
+@pytest.mark.parametrize("case", THREADED_CASES)
+@pytest.mark.parametrize("cell_name", THREADED_CELLS)
 def test_rows_split_over_threads(cell_name, case, two_threads, monkeypatch):
     """B=20 on two threads: each thread runs the time loop on its own chunk of rows."""
+    assert compiled.split_batch(make_cell(cell_name, (1,)).weight_hh)
     monkeypatch.setitem(CASES, "wide", {**CASES[case], "batch": 20})
+    assert_compiled_matches_reference(cell_name, "wide", torch.float64, monkeypatch)
+
+
+@pytest.mark.parametrize("case", THREADED_CASES)
+@pytest.mark.parametrize("cell_name", THREADED_CELLS)
+def test_rows_of_each_step_over_threads(cell_name, case, two_threads, monkeypatch):
+    """A weight over the split budget: one time loop on all rows, its pointwise loops threaded
+    (B=1100 rows is over their grain at H=4) and its GEMMs threaded by BLAS."""
+    monkeypatch.setattr(compiled, "SPLIT_BATCH_MAX_BYTES", 0)
+    assert not compiled.split_batch(make_cell(cell_name, (1,)).weight_hh)
+    monkeypatch.setitem(CASES, "wide", {**CASES[case], "batch": 1100})
     assert_compiled_matches_reference(cell_name, "wide", torch.float64, monkeypatch)
 
 
@@ -87,6 +102,22 @@ def test_expanded_upstream_gradient(cell_name):
     for backend in ("reference", "compiled"):
         out = scan(cell, x, backend=backend)
         grads[backend] = torch.autograd.grad(out.outputs.sum(), [x, *cell.parameters()])
+    for got, expected in zip(grads["compiled"], grads["reference"], strict=True):
+        torch.testing.assert_close(got, expected, atol=1e-10, rtol=1e-10)
+
+
+@pytest.mark.parametrize("use", ["outputs", "h", "c"])
+@pytest.mark.parametrize("cell_name", ["lstm", "peephole_full", "coupled_peephole"])
+def test_lstm_gradient_of_one_output_only(cell_name, use):
+    """Outputs the loss does not use reach backward as None (the in-place gate buffer among them)."""
+    cell = CELLS[cell_name]((1, 2)).double()
+    x = torch.randn(3, 5, 3, dtype=torch.float64, requires_grad=True)
+    mask = torch.rand(3, 5) > 0.3
+    grads = {}
+    for backend in ("reference", "compiled"):
+        out = scan(cell, x, mask=mask, backend=backend)
+        picked = {"outputs": out.outputs, "h": out.state[0], "c": out.state[1]}[use]
+        grads[backend] = torch.autograd.grad((picked ** 2).sum(), [x, *cell.parameters()])
     for got, expected in zip(grads["compiled"], grads["reference"], strict=True):
         torch.testing.assert_close(got, expected, atol=1e-10, rtol=1e-10)
 
@@ -163,9 +194,26 @@ def test_build_failure_is_reported_not_raised(tmp_path):
     source.write_text("#error this source does not compile\n")
     ops, reason = compiled.build(source, str(tmp_path / "build"), name="rnnkit_broken")
     assert ops is None
+    # the second attempt (without OpenMP) is the one reported; torch versions its name
     assert reason.startswith("C++ extension unavailable: RuntimeError: Error building extension "
-                             "'rnnkit_broken'")
+                             "'rnnkit_broken")
     assert "this source does not compile" in reason
+
+
+def test_a_compiler_without_openmp_still_builds_single_threaded(monkeypatch, tmp_path):
+    from torch.utils import cpp_extension
+
+    calls = []
+
+    def load(**kwargs):
+        calls.append(kwargs["extra_cflags"])
+        if "-fopenmp" in kwargs["extra_cflags"]:
+            raise RuntimeError("unsupported option '-fopenmp'")
+
+    monkeypatch.setattr(cpp_extension, "load", load)
+    ops, reason = compiled.build(compiled.SOURCE, str(tmp_path))
+    assert (ops, reason) == (torch.ops.rnnkit_fused_cells, "")
+    assert calls == [["-O3", "-fopenmp"], ["-O3"]]
 
 
 def test_without_the_extension_auto_falls_back_to_fused_and_explains(monkeypatch):

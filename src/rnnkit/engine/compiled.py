@@ -8,9 +8,13 @@ recurrent weight gradient as one GEMM over all T·B rows after the loop — but 
 (``csrc/fused_cells.cpp``), so a step costs no Python and no per-op dispatch from Python. The
 forward keeps only the gate activations and the states; derivatives are taken from the activation
 outputs, and the backward keeps the gradient of the lag history in a ring of L+1 slots, so the
-memory held for backward is below the reference loop's autograd graph. With several threads the
-batch is split into one chunk of rows per thread, each running the whole time loop (no
-synchronisation per step); the weight-gradient GEMMs after the loop use all threads.
+memory held for backward is below the reference loop's autograd graph. The input projection is
+computed time-major, and the LSTM families overwrite it with their gate activations in place, so no
+(T, B, G·H) tensor is transposed or allocated twice. With several threads (the extension is built
+with OpenMP) the batch is split into one chunk of rows per thread, each running the whole time
+loop with no synchronisation per step, while the recurrent weight fits ``SPLIT_BATCH_MAX_BYTES``;
+a larger weight would be streamed through every core's cache each step, so then one loop runs on
+all rows with BLAS threading each GEMM. The weight-gradient GEMMs after the loop use all threads.
 
 Families: SimpleCell; LSTMCell (standard, peephole full/diagonal, coupled); GRUCell
 (reset_after True and False); all with lags, masks and recurrent masks. Activations: linear, tanh,
@@ -47,6 +51,15 @@ EXTENSION = "rnnkit_fused_cells"  # also the operator namespace: torch.ops.rnnki
 ACTIVATION_CODES = {activations.linear: 0, torch.tanh: 1, torch.sigmoid: 2, torch.relu: 3}
 PEEPHOLE_CODES = {None: 0, "full": 1, "diagonal": 2}
 _BUILD_ERRORS = (RuntimeError, OSError, ImportError, subprocess.SubprocessError)
+# Threads split the batch (one chunk of rows each, the whole time loop per thread) while the
+# recurrent weight fits this budget; above it every thread would stream the weight through its own
+# cache each step, so the loop runs once on all rows and BLAS threads each GEMM instead
+# (measured in benchmarks/NOTES.md: LSTM with lags (1, 2) at H=256 has a 2 MiB weight).
+SPLIT_BATCH_MAX_BYTES = 1 << 20
+
+
+def split_batch(w: Tensor) -> bool:
+    return w.numel() * w.element_size() <= SPLIT_BATCH_MAX_BYTES
 
 
 def build(source: pathlib.Path = SOURCE, build_dir: str | None = None,
@@ -65,13 +78,18 @@ def build(source: pathlib.Path = SOURCE, build_dir: str | None = None,
     build_dir = build_dir or os.environ.get("RNNKIT_EXT_DIR") or None
     if build_dir:
         os.makedirs(build_dir, exist_ok=True)
-    try:
-        cpp_extension.load(name=name, sources=[str(source)], extra_cflags=["-O3"],
-                           build_directory=build_dir, is_python_module=False, verbose=False)
-    except _BUILD_ERRORS as exc:
-        log.warning("rnnkit: building the compiled kernel failed; falling back to 'fused':\n%s", exc)
-        return None, f"C++ extension unavailable: {type(exc).__name__}: {_summary(exc)}"
-    return getattr(torch.ops, EXTENSION), ""  # the namespace TORCH_LIBRARY declares
+    failure = None
+    for openmp in (["-fopenmp"], []):  # without OpenMP (a compiler lacking it) the loops run on one thread
+        try:
+            cpp_extension.load(name=name, sources=[str(source)], extra_cflags=["-O3", *openmp],
+                               extra_ldflags=openmp, build_directory=build_dir,
+                               is_python_module=False, verbose=False)
+        except _BUILD_ERRORS as exc:
+            failure = exc
+            continue
+        return getattr(torch.ops, EXTENSION), ""  # the namespace TORCH_LIBRARY declares
+    log.warning("rnnkit: building the compiled kernel failed; falling back to 'fused':\n%s", failure)
+    return None, f"C++ extension unavailable: {type(failure).__name__}: {_summary(failure)}"
 
 
 def _summary(exc: BaseException) -> str:
@@ -92,7 +110,7 @@ class CompiledSimple(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, xw, h0, w, m, rm, ops, cfg):
-        hbuf = ops.simple_forward(xw, h0, w, m, rm, _lags(cfg), cfg["act"])
+        hbuf = ops.simple_forward(xw, h0, w, m, rm, _lags(cfg), cfg["act"], split_batch(w))
         ctx.save_for_backward(hbuf, w, m, rm)
         ctx.ops, ctx.cfg = ops, cfg
         return outputs(hbuf, cfg["lags"][-1], m), hbuf[-1].clone()
@@ -103,30 +121,49 @@ class CompiledSimple(torch.autograd.Function):
         hbuf, w, m, rm = ctx.saved_tensors
         cfg = ctx.cfg
         dxw, dh0, dw = ctx.ops.simple_backward(dys, dh_last, hbuf, w, m, rm, _lags(cfg),
-                                               cfg["act"])
+                                               cfg["act"], split_batch(w))
         return dxw, dh0, dw, None, None, None, None
 
 
 class CompiledLSTM(torch.autograd.Function):
-    """LSTM, peephole (full or diagonal) and coupled: xw (T, B, G·H), h0 c0 (B, H) -> ys, h_T, c_T."""
+    """LSTM, peephole (full or diagonal) and coupled: xw (T·B, G·H), h0 c0 (B, H) -> ys, h_T, c_T, a.
+
+    xw is the kernel's own projection (``CompiledKernel.run``), rows time-major: the forward
+    overwrites it with the gate activations a, which backward needs, so no second (T, B, G·H)
+    buffer is allocated. It is returned (marked dirty) as a fourth output that callers drop.
+    Autograd allows this only for a tensor that is not a view, hence the 2-D (T·B, G·H) layout.
+    """
 
     @staticmethod
     def forward(ctx, xw, h0, c0, w, peep_prev, peep_out, m, rm, ops, cfg):
-        a, hbuf, cbuf = ops.lstm_forward(xw, h0, c0, w, peep_prev, peep_out, m, rm, _lags(cfg),
-                                         cfg["act"], cfg["ract"], cfg["coupled"], cfg["peephole"])
+        a = xw
+        hbuf, cbuf = ops.lstm_forward(a.view(-1, *h0.shape[:1], a.shape[-1]), h0, c0, w, peep_prev,
+                                      peep_out, m, rm, _lags(cfg), cfg["act"], cfg["ract"],
+                                      cfg["coupled"], cfg["peephole"], split_batch(w))
+        ctx.mark_dirty(a)
+        ctx.set_materialize_grads(False)  # the gradient of a is never used: no zeros of its size
         ctx.save_for_backward(a, hbuf, cbuf, w, peep_prev, peep_out, m, rm)
         ctx.ops, ctx.cfg = ops, cfg
-        return outputs(hbuf, cfg["lags"][-1], m), hbuf[-1].clone(), cbuf[-1].clone()
+        return outputs(hbuf, cfg["lags"][-1], m), hbuf[-1].clone(), cbuf[-1].clone(), a
 
     @staticmethod
     @first_order_only
-    def backward(ctx, dys, dh_last, dc_last):
+    def backward(ctx, dys, dh_last, dc_last, _da):
         a, hbuf, cbuf, w, peep_prev, peep_out, m, rm = ctx.saved_tensors
         cfg = ctx.cfg
+        a = a.view(-1, *cbuf.shape[1:2], a.shape[-1])  # (T, B, G·H)
+        dys, dh_last, dc_last = _zeros_for_none(
+            (dys, dh_last, dc_last), ((a.shape[0], *cbuf.shape[1:]), cbuf.shape[1:], cbuf.shape[1:]), a)
         dxw, dh0, dc0, dw, dpp, dpo = ctx.ops.lstm_backward(
             dys, dh_last, dc_last, a, hbuf, cbuf, w, peep_prev, peep_out, m, rm,
-            _lags(cfg), cfg["act"], cfg["ract"], cfg["coupled"], cfg["peephole"])
-        return dxw, dh0, dc0, dw, dpp, dpo, None, None, None, None
+            _lags(cfg), cfg["act"], cfg["ract"], cfg["coupled"], cfg["peephole"], split_batch(w))
+        return dxw.view(-1, dxw.shape[-1]), dh0, dc0, dw, dpp, dpo, None, None, None, None
+
+
+def _zeros_for_none(grads, shapes, like: Tensor) -> list[Tensor]:
+    """Gradients autograd left as None (outputs not used) as zeros: expanded, so they cost nothing."""
+    return [like.new_zeros(()).expand(shape) if g is None else g
+            for g, shape in zip(grads, shapes, strict=True)]
 
 
 class CompiledGRU(torch.autograd.Function):
@@ -135,7 +172,7 @@ class CompiledGRU(torch.autograd.Function):
     @staticmethod
     def forward(ctx, xw, h0, w, bias_hh, m, rm, ops, cfg):
         a, extra, hbuf = ops.gru_forward(xw, h0, w, bias_hh, m, rm, _lags(cfg), cfg["act"],
-                                         cfg["ract"], cfg["reset_after"])
+                                         cfg["ract"], cfg["reset_after"], split_batch(w))
         ctx.save_for_backward(a, extra, hbuf, w, m, rm)
         ctx.ops, ctx.cfg, ctx.has_bias = ops, cfg, bias_hh is not None
         return outputs(hbuf, cfg["lags"][-1], m), hbuf[-1].clone()
@@ -147,7 +184,7 @@ class CompiledGRU(torch.autograd.Function):
         cfg = ctx.cfg
         dxw, dh0, dw, db = ctx.ops.gru_backward(
             dys, dh_last, a, extra, hbuf, w, ctx.has_bias, m, rm, _lags(cfg),
-            cfg["act"], cfg["ract"], cfg["reset_after"])
+            cfg["act"], cfg["ract"], cfg["reset_after"], split_batch(w))
         return dxw, dh0, dw, db, None, None, None, None
 
 
@@ -186,13 +223,15 @@ def _config(cell) -> dict:
 
 
 def _run_family(ops, cell, xw, state, m, rm):
-    """xw (T, B, G·H) time-major, m (T, B) float or None -> ys (T, B, H), final state."""
+    """xw (T·B, G·H) rows time-major, m (T, B) float or None -> ys (T, B, H), final state."""
     cfg = _config(cell)
+    if isinstance(cell, LSTMCell):
+        *out, _ = CompiledLSTM.apply(xw, *state, cell.weight_hh, getattr(cell, "peep_prev", None),
+                                     getattr(cell, "peep_out", None), m, rm, ops, cfg)
+        return out
+    xw = xw.view(-1, state[0].shape[0], xw.shape[-1])  # (T, B, G·H)
     if isinstance(cell, SimpleCell):
         return CompiledSimple.apply(xw, state[0], cell.weight_hh, m, rm, ops, cfg)
-    if isinstance(cell, LSTMCell):
-        return CompiledLSTM.apply(xw, *state, cell.weight_hh, getattr(cell, "peep_prev", None),
-                                  getattr(cell, "peep_out", None), m, rm, ops, cfg)
     return CompiledGRU.apply(xw, state[0], cell.weight_hh, cell.bias_hh, m, rm, ops, cfg)
 
 
@@ -229,15 +268,19 @@ class CompiledKernel:
                 return self.run(cell, x.float(), tuple(s.float() for s in state), mask,
                                 recurrent_mask)
         ops, _ = self.ops()
-        xw = cell.project(x)  # (B, T, G·H)
         order = None
         if mask is not None and cell.lags != (1,) and not is_prefix(mask):
             order = compaction(mask)  # lags read slot L+t-l, exact once real steps come first
-            xw, mask = gather_time(xw, order), mask.gather(1, order)
+            x, mask = gather_time(x, order), mask.gather(1, order)  # the projection is per step
+        # projected time-major, rows (T·B, G·H): the GEMM writes the layout the loop reads, so
+        # neither the projection nor its gradient is ever transposed at G·H width
+        xw = cell.project(x.transpose(0, 1).reshape(-1, x.shape[-1]))
+        if xw._base is not None or not xw.is_contiguous():  # the LSTM writes it in place
+            xw = xw.clone(memory_format=torch.contiguous_format)
         m = None if mask is None else mask.t().to(xw.dtype).contiguous()  # (T, B)
         rm = None if recurrent_mask is None else recurrent_mask.to(xw.dtype).contiguous()
         state = tuple(s.contiguous() for s in state)
-        ys, *final = _run_family(ops, cell, xw.transpose(0, 1).contiguous(), state, m, rm)
+        ys, *final = _run_family(ops, cell, xw, state, m, rm)
         ys = ys.transpose(0, 1)  # (B, T, H)
         if order is not None:
             ys = gather_time(ys, order.argsort(dim=1))

@@ -17,8 +17,11 @@
 // activation outputs (tanh' = 1 - a², σ' = a (1 - a), relu' = [a > 0]), so no pre-activations.
 // Backward keeps the gradient of the lag history in a ring of L+1 slots of (B, H), and forms the
 // recurrent weight gradient as one GEMM over all T·B rows after the loop.
-// Threads: the rows are split into one chunk per thread, each running the whole time loop on its
-// rows (the recurrence is independent across rows), so a step costs no synchronisation.
+// The LSTM's gate activations overwrite xw in place (the caller owns xw: its own projection).
+// Threads (the extension is built with OpenMP, as ATen is): while the recurrent weight is small the
+// rows are split into one chunk per thread, each running the whole time loop on its rows (the
+// recurrence is independent across rows), so a step costs no synchronisation; past the caller's
+// size budget one loop runs on all rows, BLAS threads its GEMMs and for_rows its pointwise loops.
 
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
@@ -28,6 +31,7 @@
 #include <cstdint>
 #include <optional>
 #include <tuple>
+#include <type_traits>
 #include <vector>
 
 #if defined(__linux__)
@@ -86,10 +90,34 @@ inline T deriv(T a, int64_t act) {
   }
 }
 
+// An activation code known at compile time (std::integral_constant) or only at run time (Dyn):
+// the backward loops take either, so the common pairs get loops with deriv's switch folded away,
+// which the compiler can vectorise, and any other pair still runs.
+struct Dyn {
+  int64_t v;
+  operator int64_t() const { return v; }
+};
+template <int64_t A>
+using Fixed = std::integral_constant<int64_t, A>;
+
+// f(act, ract) with the pair as compile-time constants where it is a common one
+template <typename F>
+void with_acts(int64_t act, int64_t ract, const F& f) {
+  if (act == kTanh && ract == kSigmoid) {
+    f(Fixed<kTanh>{}, Fixed<kSigmoid>{});
+  } else if (act == kRelu && ract == kSigmoid) {
+    f(Fixed<kRelu>{}, Fixed<kSigmoid>{});
+  } else if (act == kLinear && ract == kSigmoid) {
+    f(Fixed<kLinear>{}, Fixed<kSigmoid>{});
+  } else {
+    f(Dyn{act}, Dyn{ract});
+  }
+}
+
 // f(b) for every row b; rows are split over threads only when a step is big enough to pay for it.
 template <typename F>
 void for_rows(int64_t rows, int64_t cols, const F& f) {
-  const int64_t grain = std::max<int64_t>(1, 32768 / std::max<int64_t>(cols, 1));
+  const int64_t grain = std::max<int64_t>(1, 4096 / std::max<int64_t>(cols, 1));
   at::parallel_for(0, rows, grain, [&](int64_t begin, int64_t end) {
     for (int64_t b = begin; b < end; ++b) f(b);
   });
@@ -136,13 +164,26 @@ Tensor rows_of(const Tensor& t, int64_t dim, int64_t b0, int64_t n) {
 
 // f(b0, n) on one contiguous chunk of rows per thread. The recurrence is independent across rows,
 // so each thread runs the whole time loop on its rows: no synchronisation per step, and the ATen
-// calls inside run single-threaded (they see the parallel region).
+// calls inside run single-threaded (they see the parallel region). Each thread then streams the
+// whole recurrent weight w through its own cache every step; once w outgrows a core's L2 that
+// costs more than it saves, and f runs once on all rows instead: the GEMMs are then threaded by
+// BLAS (which splits w's columns between the cores) and the pointwise loops by for_rows. The
+// caller chooses (split: one chunk per thread), by the size of w.
 template <typename F>
-void over_batch(int64_t batch, const F& f) {
+void over_batch(int64_t batch, bool split, const F& f) {
   constexpr int64_t kMinRows = 8;  // below this a chunk's GEMMs get too thin to pay for a thread
+  if (!split) {
+    f(0, batch);
+    return;
+  }
   const int64_t threads = at::get_num_threads();
   const int64_t chunk = std::max<int64_t>(kMinRows, (batch + threads - 1) / threads);
-  at::parallel_for(0, batch, chunk, [&](int64_t b0, int64_t b1) { f(b0, b1 - b0); });
+  at::parallel_for(0, batch, chunk, [&](int64_t b0, int64_t b1) {
+    // worker threads start with autograd on; the ATen calls here must dispatch below it, as the
+    // calling thread does inside the autograd.Function
+    at::AutoDispatchBelowADInplaceOrView below_autograd;
+    f(b0, b1 - b0);
+  });
 }
 
 struct Lags {
@@ -306,9 +347,9 @@ void simple_forward_loop(const Tensor& xw, const Tensor& w, const Tensor& m, con
 
 template <typename T>
 Tensor simple_forward_impl(const Tensor& xw, const Tensor& h0, const Tensor& w, const Tensor& m,
-                           const Tensor& rm, const Lags& lags, int64_t act) {
+                           const Tensor& rm, const Lags& lags, int64_t act, bool split) {
   Tensor hbuf = history(h0, xw.size(0), lags.max);
-  over_batch(xw.size(1), [&](int64_t b0, int64_t n) {
+  over_batch(xw.size(1), split, [&](int64_t b0, int64_t n) {
     simple_forward_loop<T>(rows_of(xw, 1, b0, n), w, rows_of(m, 1, b0, n), rows_of(rm, 0, b0, n), lags,
                            act, rows_of(hbuf, 1, b0, n));
   });
@@ -316,10 +357,10 @@ Tensor simple_forward_impl(const Tensor& xw, const Tensor& h0, const Tensor& w, 
 }
 
 // The time loop of one chunk of rows: fills dz, returns dL/dh0.
-template <typename T>
+template <typename T, typename A>
 Tensor simple_backward_loop(const Tensor& dys, const Tensor& dh_last, const Tensor& hbuf,
                             const Tensor& w, const Tensor& m, const Tensor& rm, const Lags& lags,
-                            int64_t act, const Tensor& dz) {
+                            A act, const Tensor& dz) {
   const int64_t steps = dys.size(0), batch = dys.size(1), hid = dys.size(2);
   Ring<T> ring(dh_last, steps, lags.max);
   Tensor dhl = lags.plain ? Tensor() : at::empty({batch, hid * (int64_t)lags.l.size()}, dys.options());
@@ -349,12 +390,14 @@ Tensor simple_backward_loop(const Tensor& dys, const Tensor& dh_last, const Tens
 template <typename T>
 std::tuple<Tensor, Tensor, Tensor> simple_backward_impl(
     const Tensor& dys, const Tensor& dh_last, const Tensor& hbuf, const Tensor& w, const Tensor& m,
-    const Tensor& rm, const Lags& lags, int64_t act) {
+    const Tensor& rm, const Lags& lags, int64_t act, bool split) {
   Tensor dz = big_empty(dys.sizes(), dys.options()), dh0 = at::empty_like(dh_last);
-  over_batch(dys.size(1), [&](int64_t b0, int64_t n) {
-    dh0.narrow(0, b0, n).copy_(simple_backward_loop<T>(
-        rows_of(dys, 1, b0, n), rows_of(dh_last, 0, b0, n), rows_of(hbuf, 1, b0, n), w,
-        rows_of(m, 1, b0, n), rows_of(rm, 0, b0, n), lags, act, rows_of(dz, 1, b0, n)));
+  with_acts(act, kSigmoid, [&](auto a, auto) {
+    over_batch(dys.size(1), split, [&](int64_t b0, int64_t n) {
+      dh0.narrow(0, b0, n).copy_(simple_backward_loop<T>(
+          rows_of(dys, 1, b0, n), rows_of(dh_last, 0, b0, n), rows_of(hbuf, 1, b0, n), w,
+          rows_of(m, 1, b0, n), rows_of(rm, 0, b0, n), lags, a, rows_of(dz, 1, b0, n)));
+    });
   });
   Tensor dw = at::empty_like(w);
   weight_grad_out(dw, dz, all_lags<T>(hbuf, dys.size(0), lags, rm));
@@ -399,10 +442,12 @@ void peep_(Tensor z, int64_t col, const Tensor& c, const Tensor& weight, int64_t
   }
 }
 
+// a (T, B, G·H) holds the projected inputs on entry and the gate activations on return.
 template <typename T>
-void lstm_forward_loop(const Tensor& xw, const Tensor& w, const Tensor& pp, const Tensor& po,
+void lstm_forward_loop(const Tensor& a, const Tensor& w, const Tensor& pp, const Tensor& po,
                        const Tensor& m, const Tensor& rm, const Lags& lags, const LSTMConfig& cfg,
-                       const Tensor& a, const Tensor& hbuf, const Tensor& cbuf) {
+                       const Tensor& hbuf, const Tensor& cbuf) {
+  const Tensor& xw = a;
   const int64_t steps = xw.size(0), batch = xw.size(1), gh = xw.size(2), hid = cfg.hid;
   Tensor tc = at::empty({batch, hid}, xw.options());
   Tensor hl = lags.plain ? Tensor() : at::empty({batch, hid * (int64_t)lags.l.size()}, xw.options());
@@ -412,7 +457,7 @@ void lstm_forward_loop(const Tensor& xw, const Tensor& w, const Tensor& pp, cons
   const int64_t ci = cfg.cand(), oi = cfg.out();
   for (int64_t t = 0; t < steps; ++t) {
     Tensor at_ = a.select(0, t), c_prev = cbuf.select(0, t), c_new = cbuf.select(0, t + 1);
-    at::addmm_out(at_, xw.select(0, t), lag_input<T>(hbuf, t, lags, rm, hl), wt);
+    at_.addmm_(lag_input<T>(hbuf, t, lags, rm, hl), wt);  // a is xw: the gates replace it in place
     if (cfg.peephole) peep_<T>(at_, 0, c_prev, pp, cfg.peephole);
     activate_<T>(at_.narrow(1, 0, ci), cfg.ract);
     activate_<T>(at_.narrow(1, ci, hid), cfg.act);
@@ -445,19 +490,19 @@ void lstm_forward_loop(const Tensor& xw, const Tensor& w, const Tensor& pp, cons
   }
 }
 
+// The gate activations overwrite xw in place (no second (T, B, G·H) buffer); -> hbuf, cbuf
 template <typename T>
-std::tuple<Tensor, Tensor, Tensor> lstm_forward_impl(
+std::tuple<Tensor, Tensor> lstm_forward_impl(
     const Tensor& xw, const Tensor& h0, const Tensor& c0, const Tensor& w, const Tensor& pp,
-    const Tensor& po, const Tensor& m, const Tensor& rm, const Lags& lags, const LSTMConfig& cfg) {
+    const Tensor& po, const Tensor& m, const Tensor& rm, const Lags& lags, const LSTMConfig& cfg,
+    bool split) {
   const int64_t steps = xw.size(0);
   Tensor hbuf = history(h0, steps, lags.max), cbuf = history(c0, steps, 1);
-  Tensor a = big_empty(xw.sizes(), xw.options());
-  over_batch(xw.size(1), [&](int64_t b0, int64_t n) {
+  over_batch(xw.size(1), split, [&](int64_t b0, int64_t n) {
     lstm_forward_loop<T>(rows_of(xw, 1, b0, n), w, pp, po, rows_of(m, 1, b0, n), rows_of(rm, 0, b0, n),
-                         lags, cfg, rows_of(a, 1, b0, n), rows_of(hbuf, 1, b0, n),
-                         rows_of(cbuf, 1, b0, n));
+                         lags, cfg, rows_of(hbuf, 1, b0, n), rows_of(cbuf, 1, b0, n));
   });
-  return {a, hbuf, cbuf};
+  return {hbuf, cbuf};
 }
 
 // Σ_{t,b} dz[t, b, col + p] · c[t, b, p mod H]: the diagonal peephole weight gradient (P·H,)
@@ -489,11 +534,11 @@ Tensor peep_grad(const Tensor& dz, int64_t col, const Tensor& c, const Tensor& w
 }
 
 // The time loop of one chunk of rows: fills dz, returns dL/dh0 and dL/dc0.
-template <typename T>
+template <typename T, typename A, typename R>
 std::tuple<Tensor, Tensor> lstm_backward_loop(
     const Tensor& dys, const Tensor& dh_last, const Tensor& dc_last, const Tensor& a,
     const Tensor& cbuf, const Tensor& w, const Tensor& pp, const Tensor& po, const Tensor& m,
-    const Tensor& rm, const Lags& lags, const LSTMConfig& cfg, const Tensor& dz) {
+    const Tensor& rm, const Lags& lags, const LSTMConfig& cfg, A act, R ract, const Tensor& dz) {
   const int64_t steps = a.size(0), batch = a.size(1), gh = a.size(2), hid = cfg.hid;
   const int64_t ci = cfg.cand(), oi = cfg.out(), np = cfg.prev();
   Ring<T> ring(dh_last, steps, lags.max);
@@ -525,7 +570,7 @@ std::tuple<Tensor, Tensor> lstm_backward_loop(
       const T* g = ring.row(t, b);
       const T* ab = ab0 + b * gh;
       for (int64_t j = 0; j < hid; ++j) {
-        d[oi + j] = g[j] * tcp[b * hid + j] * deriv(ab[oi + j], cfg.ract);
+        d[oi + j] = g[j] * tcp[b * hid + j] * deriv(ab[oi + j], ract);
       }
     });
     if (cfg.peephole == 1) at::mm_out(dco, dzt.narrow(1, oi, hid), po);
@@ -539,19 +584,19 @@ std::tuple<Tensor, Tensor> lstm_backward_loop(
       T* dcb = dcp + b * hid;
       for (int64_t j = 0; j < hid; ++j) {
         const T tcj = tcp[b * hid + j];
-        T dcj = dcb[j] + g[j] * ab[oi + j] * deriv(tcj, cfg.act);
+        T dcj = dcb[j] + g[j] * ab[oi + j] * deriv(tcj, act);
         if (dcop) dcj += dcop[b * hid + j];
         if (pop) dcj += d[oi + j] * pop[j];
-        const T gg = ab[ci + j], dg = deriv(gg, cfg.act);
+        const T gg = ab[ci + j], dg = deriv(gg, act);
         if (cfg.coupled) {
           const T f = ab[j];
-          d[j] = dcj * (cb[j] - gg) * deriv(f, cfg.ract);
+          d[j] = dcj * (cb[j] - gg) * deriv(f, ract);
           d[ci + j] = dcj * (T(1) - f) * dg;
           dcb[j] = dcj * f + (ppp ? d[j] * ppp[j] : T(0));
         } else {
           const T i = ab[j], f = ab[hid + j];
-          d[j] = dcj * gg * deriv(i, cfg.ract);
-          d[hid + j] = dcj * cb[j] * deriv(f, cfg.ract);
+          d[j] = dcj * gg * deriv(i, ract);
+          d[hid + j] = dcj * cb[j] * deriv(f, ract);
           d[ci + j] = dcj * i * dg;
           dcb[j] = dcj * f + (ppp ? d[j] * ppp[j] + d[hid + j] * ppp[hid + j] : T(0));
         }
@@ -568,17 +613,19 @@ template <typename T>
 std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_backward_impl(
     const Tensor& dys, const Tensor& dh_last, const Tensor& dc_last, const Tensor& a,
     const Tensor& hbuf, const Tensor& cbuf, const Tensor& w, const Tensor& pp, const Tensor& po,
-    const Tensor& m, const Tensor& rm, const Lags& lags, const LSTMConfig& cfg) {
+    const Tensor& m, const Tensor& rm, const Lags& lags, const LSTMConfig& cfg, bool split) {
   const int64_t steps = a.size(0), oi = cfg.out();
   Tensor dz = big_empty(a.sizes(), a.options());
   Tensor dh0 = at::empty_like(dh_last), dc0 = at::empty_like(dc_last);
-  over_batch(a.size(1), [&](int64_t b0, int64_t n) {
-    auto [dh, dc] = lstm_backward_loop<T>(
-        rows_of(dys, 1, b0, n), rows_of(dh_last, 0, b0, n), rows_of(dc_last, 0, b0, n),
-        rows_of(a, 1, b0, n), rows_of(cbuf, 1, b0, n), w, pp, po,
-        rows_of(m, 1, b0, n), rows_of(rm, 0, b0, n), lags, cfg, rows_of(dz, 1, b0, n));
-    dh0.narrow(0, b0, n).copy_(dh);
-    dc0.narrow(0, b0, n).copy_(dc);
+  with_acts(cfg.act, cfg.ract, [&](auto act, auto ract) {
+    over_batch(a.size(1), split, [&](int64_t b0, int64_t n) {
+      auto [dh, dc] = lstm_backward_loop<T>(
+          rows_of(dys, 1, b0, n), rows_of(dh_last, 0, b0, n), rows_of(dc_last, 0, b0, n),
+          rows_of(a, 1, b0, n), rows_of(cbuf, 1, b0, n), w, pp, po, rows_of(m, 1, b0, n),
+          rows_of(rm, 0, b0, n), lags, cfg, act, ract, rows_of(dz, 1, b0, n));
+      dh0.narrow(0, b0, n).copy_(dh);
+      dc0.narrow(0, b0, n).copy_(dc);
+    });
   });
   Tensor dw = at::empty_like(w);
   weight_grad_out(dw, dz, all_lags<T>(hbuf, steps, lags, rm));
@@ -651,11 +698,11 @@ void gru_after_forward_loop(const Tensor& xw, const Tensor& w, const Tensor& bia
 template <typename T>
 std::tuple<Tensor, Tensor, Tensor> gru_after_forward(
     const Tensor& xw, const Tensor& h0, const Tensor& w, const Tensor& bias, const Tensor& m,
-    const Tensor& rm, const Lags& lags, int64_t act, int64_t ract) {
+    const Tensor& rm, const Lags& lags, int64_t act, int64_t ract, bool split) {
   const int64_t steps = xw.size(0), batch = xw.size(1), hid = h0.size(1);
   Tensor hbuf = history(h0, steps, lags.max);
   Tensor a = big_empty(xw.sizes(), xw.options()), ghn = big_empty({steps, batch, hid}, xw.options());
-  over_batch(batch, [&](int64_t b0, int64_t n) {
+  over_batch(batch, split, [&](int64_t b0, int64_t n) {
     gru_after_forward_loop<T>(rows_of(xw, 1, b0, n), w, bias, rows_of(m, 1, b0, n),
                               rows_of(rm, 0, b0, n), lags, act, ract, rows_of(a, 1, b0, n),
                               rows_of(ghn, 1, b0, n), rows_of(hbuf, 1, b0, n));
@@ -664,10 +711,10 @@ std::tuple<Tensor, Tensor, Tensor> gru_after_forward(
 }
 
 // The time loop of one chunk of rows: fills dxw, returns dL/dh0.
-template <typename T>
+template <typename T, typename A, typename R>
 Tensor gru_after_backward_loop(const Tensor& dys, const Tensor& dh_last, const Tensor& a,
                                const Tensor& ghn, const Tensor& hbuf, const Tensor& w, const Tensor& m,
-                               const Tensor& rm, const Lags& lags, int64_t act, int64_t ract,
+                               const Tensor& rm, const Lags& lags, A act, R ract,
                                const Tensor& dxw) {
   const int64_t steps = a.size(0), batch = a.size(1), hid = dys.size(2), gh = 3 * hid;
   Ring<T> ring(dh_last, steps, lags.max);
@@ -718,14 +765,16 @@ template <typename T>
 std::tuple<Tensor, Tensor, Tensor, Tensor> gru_after_backward(
     const Tensor& dys, const Tensor& dh_last, const Tensor& a, const Tensor& ghn, const Tensor& hbuf,
     const Tensor& w, bool has_bias, const Tensor& m, const Tensor& rm, const Lags& lags, int64_t act,
-    int64_t ract) {
+    int64_t ract, bool split) {
   const int64_t steps = a.size(0), hid = dys.size(2);
   Tensor dxw = big_empty(a.sizes(), a.options()), dh0 = at::empty_like(dh_last);
-  over_batch(a.size(1), [&](int64_t b0, int64_t n) {
-    dh0.narrow(0, b0, n).copy_(gru_after_backward_loop<T>(
-        rows_of(dys, 1, b0, n), rows_of(dh_last, 0, b0, n), rows_of(a, 1, b0, n),
-        rows_of(ghn, 1, b0, n), rows_of(hbuf, 1, b0, n), w, rows_of(m, 1, b0, n),
-        rows_of(rm, 0, b0, n), lags, act, ract, rows_of(dxw, 1, b0, n)));
+  with_acts(act, ract, [&](auto fa, auto fr) {
+    over_batch(a.size(1), split, [&](int64_t b0, int64_t n) {
+      dh0.narrow(0, b0, n).copy_(gru_after_backward_loop<T>(
+          rows_of(dys, 1, b0, n), rows_of(dh_last, 0, b0, n), rows_of(a, 1, b0, n),
+          rows_of(ghn, 1, b0, n), rows_of(hbuf, 1, b0, n), w, rows_of(m, 1, b0, n),
+          rows_of(rm, 0, b0, n), lags, fa, fr, rows_of(dxw, 1, b0, n)));
+    });
   });
   // the recurrent pre-activation's gradient differs from dxw only in n: dn · r
   Tensor dn_rec = dxw.narrow(2, 2 * hid, hid) * a.narrow(2, 0, hid);  // (T, B, H)
@@ -780,12 +829,12 @@ void gru_before_forward_loop(const Tensor& xw, const Tensor& w, const Tensor& m,
 template <typename T>
 std::tuple<Tensor, Tensor, Tensor> gru_before_forward(
     const Tensor& xw, const Tensor& h0, const Tensor& w, const Tensor& m, const Tensor& rm,
-    const Lags& lags, int64_t act, int64_t ract) {
+    const Lags& lags, int64_t act, int64_t ract, bool split) {
   const int64_t steps = xw.size(0), batch = xw.size(1), hid = h0.size(1);
   Tensor hbuf = history(h0, steps, lags.max);
   Tensor arz = big_empty({steps, batch, 2 * hid}, xw.options());
   Tensor an = big_empty({steps, batch, hid}, xw.options());
-  over_batch(batch, [&](int64_t b0, int64_t n) {
+  over_batch(batch, split, [&](int64_t b0, int64_t n) {
     gru_before_forward_loop<T>(rows_of(xw, 1, b0, n), w, rows_of(m, 1, b0, n), rows_of(rm, 0, b0, n),
                                lags, act, ract, rows_of(arz, 1, b0, n), rows_of(an, 1, b0, n),
                                rows_of(hbuf, 1, b0, n));
@@ -794,10 +843,10 @@ std::tuple<Tensor, Tensor, Tensor> gru_before_forward(
 }
 
 // The time loop of one chunk of rows: fills dxw, returns dL/dh0.
-template <typename T>
+template <typename T, typename A, typename R>
 Tensor gru_before_backward_loop(const Tensor& dys, const Tensor& dh_last, const Tensor& arz,
                                 const Tensor& an, const Tensor& hbuf, const Tensor& w, const Tensor& m,
-                                const Tensor& rm, const Lags& lags, int64_t act, int64_t ract,
+                                const Tensor& rm, const Lags& lags, A act, R ract,
                                 const Tensor& dxw) {
   const int64_t steps = an.size(0), batch = an.size(1), hid = an.size(2), gh = 3 * hid;
   const int64_t nl = static_cast<int64_t>(lags.l.size());
@@ -860,15 +909,18 @@ Tensor gru_before_backward_loop(const Tensor& dys, const Tensor& dh_last, const 
 template <typename T>
 std::tuple<Tensor, Tensor, Tensor, Tensor> gru_before_backward(
     const Tensor& dys, const Tensor& dh_last, const Tensor& arz, const Tensor& an, const Tensor& hbuf,
-    const Tensor& w, const Tensor& m, const Tensor& rm, const Lags& lags, int64_t act, int64_t ract) {
+    const Tensor& w, const Tensor& m, const Tensor& rm, const Lags& lags, int64_t act, int64_t ract,
+    bool split) {
   const int64_t steps = an.size(0), batch = an.size(1), hid = an.size(2);
   const int64_t nl = static_cast<int64_t>(lags.l.size());
   Tensor dxw = big_empty({steps, batch, 3 * hid}, an.options()), dh0 = at::empty_like(dh_last);
-  over_batch(batch, [&](int64_t b0, int64_t n) {
-    dh0.narrow(0, b0, n).copy_(gru_before_backward_loop<T>(
-        rows_of(dys, 1, b0, n), rows_of(dh_last, 0, b0, n), rows_of(arz, 1, b0, n),
-        rows_of(an, 1, b0, n), rows_of(hbuf, 1, b0, n), w, rows_of(m, 1, b0, n),
-        rows_of(rm, 0, b0, n), lags, act, ract, rows_of(dxw, 1, b0, n)));
+  with_acts(act, ract, [&](auto fa, auto fr) {
+    over_batch(batch, split, [&](int64_t b0, int64_t n) {
+      dh0.narrow(0, b0, n).copy_(gru_before_backward_loop<T>(
+          rows_of(dys, 1, b0, n), rows_of(dh_last, 0, b0, n), rows_of(arz, 1, b0, n),
+          rows_of(an, 1, b0, n), rows_of(hbuf, 1, b0, n), w, rows_of(m, 1, b0, n),
+          rows_of(rm, 0, b0, n), lags, fa, fr, rows_of(dxw, 1, b0, n)));
+    });
   });
   Tensor hl_all = all_lags<T>(hbuf, steps, lags, rm);
   Tensor rh_all = big_empty({steps, batch, nl * hid}, an.options());
@@ -884,23 +936,23 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> gru_before_backward(
 
 // -- the operators -------------------------------------------------------------------------------
 Tensor simple_forward(const Tensor& xw, const Tensor& h0, const Tensor& w, const OptTensor& mask,
-                      const OptTensor& rmask, at::IntArrayRef lags, int64_t act) {
+                      const OptTensor& rmask, at::IntArrayRef lags, int64_t act, bool split) {
   const Tensor m = contiguous_or_empty(mask), rm = contiguous_or_empty(rmask);
   const Lags lg = make_lags(lags, rm);
   return AT_DISPATCH_FLOATING_TYPES(xw.scalar_type(), "simple_forward", [&] {
     return simple_forward_impl<scalar_t>(xw.contiguous(), h0.contiguous(), w.contiguous(), m, rm,
-                                         lg, act);
+                                         lg, act, split);
   });
 }
 
 std::tuple<Tensor, Tensor, Tensor> simple_backward(
     const Tensor& dys, const Tensor& dh_last, const Tensor& hbuf, const Tensor& w,
-    const OptTensor& mask, const OptTensor& rmask, at::IntArrayRef lags, int64_t act) {
+    const OptTensor& mask, const OptTensor& rmask, at::IntArrayRef lags, int64_t act, bool split) {
   const Tensor m = contiguous_or_empty(mask), rm = contiguous_or_empty(rmask);
   const Lags lg = make_lags(lags, rm);
   return AT_DISPATCH_FLOATING_TYPES(dys.scalar_type(), "simple_backward", [&] {
     return simple_backward_impl<scalar_t>(dys, dh_last.contiguous(), hbuf.contiguous(),
-                                          w.contiguous(), m, rm, lg, act);
+                                          w.contiguous(), m, rm, lg, act, split);
   });
 }
 
@@ -909,17 +961,19 @@ LSTMConfig lstm_config(const Tensor& h0, const Tensor& xw, int64_t act, int64_t 
   return {act, ract, coupled, peephole, h0.size(1), xw.size(-1) / h0.size(1)};
 }
 
-std::tuple<Tensor, Tensor, Tensor> lstm_forward(
-    const Tensor& xw, const Tensor& h0, const Tensor& c0, const Tensor& w, const OptTensor& peep_prev,
+// xw is written in place: it returns holding the gate activations, which backward takes as a.
+std::tuple<Tensor, Tensor> lstm_forward(
+    Tensor& xw, const Tensor& h0, const Tensor& c0, const Tensor& w, const OptTensor& peep_prev,
     const OptTensor& peep_out, const OptTensor& mask, const OptTensor& rmask, at::IntArrayRef lags,
-    int64_t act, int64_t ract, bool coupled, int64_t peephole) {
+    int64_t act, int64_t ract, bool coupled, int64_t peephole, bool split) {
   const Tensor m = contiguous_or_empty(mask), rm = contiguous_or_empty(rmask);
   const Tensor pp = contiguous_or_empty(peep_prev), po = contiguous_or_empty(peep_out);
   const Lags lg = make_lags(lags, rm);
   const LSTMConfig cfg = lstm_config(h0, xw, act, ract, coupled, peephole);
+  TORCH_CHECK(xw.is_contiguous(), "lstm_forward: xw must be contiguous (it is written in place)");
   return AT_DISPATCH_FLOATING_TYPES(xw.scalar_type(), "lstm_forward", [&] {
-    return lstm_forward_impl<scalar_t>(xw.contiguous(), h0.contiguous(), c0.contiguous(),
-                                       w.contiguous(), pp, po, m, rm, lg, cfg);
+    return lstm_forward_impl<scalar_t>(xw, h0.contiguous(), c0.contiguous(),
+                                       w.contiguous(), pp, po, m, rm, lg, cfg, split);
   });
 }
 
@@ -927,7 +981,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_backward(
     const Tensor& dys, const Tensor& dh_last, const Tensor& dc_last, const Tensor& a,
     const Tensor& hbuf, const Tensor& cbuf, const Tensor& w, const OptTensor& peep_prev,
     const OptTensor& peep_out, const OptTensor& mask, const OptTensor& rmask, at::IntArrayRef lags,
-    int64_t act, int64_t ract, bool coupled, int64_t peephole) {
+    int64_t act, int64_t ract, bool coupled, int64_t peephole, bool split) {
   const Tensor m = contiguous_or_empty(mask), rm = contiguous_or_empty(rmask);
   const Tensor pp = contiguous_or_empty(peep_prev), po = contiguous_or_empty(peep_out);
   const Lags lg = make_lags(lags, rm);
@@ -935,36 +989,37 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_backward(
   return AT_DISPATCH_FLOATING_TYPES(a.scalar_type(), "lstm_backward", [&] {
     return lstm_backward_impl<scalar_t>(dys, dh_last.contiguous(), dc_last.contiguous(),
                                         a.contiguous(), hbuf.contiguous(), cbuf.contiguous(),
-                                        w.contiguous(), pp, po, m, rm, lg, cfg);
+                                        w.contiguous(), pp, po, m, rm, lg, cfg, split);
   });
 }
 
 std::tuple<Tensor, Tensor, Tensor> gru_forward(
     const Tensor& xw, const Tensor& h0, const Tensor& w, const OptTensor& bias_hh,
     const OptTensor& mask, const OptTensor& rmask, at::IntArrayRef lags, int64_t act, int64_t ract,
-    bool reset_after) {
+    bool reset_after, bool split) {
   const Tensor m = contiguous_or_empty(mask), rm = contiguous_or_empty(rmask);
   const Tensor bias = contiguous_or_empty(bias_hh);
   const Lags lg = make_lags(lags, rm);
   return AT_DISPATCH_FLOATING_TYPES(xw.scalar_type(), "gru_forward", [&] {
     const Tensor x = xw.contiguous(), h = h0.contiguous(), wc = w.contiguous();
-    return reset_after ? gru_after_forward<scalar_t>(x, h, wc, bias, m, rm, lg, act, ract)
-                       : gru_before_forward<scalar_t>(x, h, wc, m, rm, lg, act, ract);
+    return reset_after ? gru_after_forward<scalar_t>(x, h, wc, bias, m, rm, lg, act, ract, split)
+                       : gru_before_forward<scalar_t>(x, h, wc, m, rm, lg, act, ract, split);
   });
 }
 
 std::tuple<Tensor, Tensor, Tensor, Tensor> gru_backward(
     const Tensor& dys, const Tensor& dh_last, const Tensor& a, const Tensor& extra,
     const Tensor& hbuf, const Tensor& w, bool has_bias, const OptTensor& mask, const OptTensor& rmask,
-    at::IntArrayRef lags, int64_t act, int64_t ract, bool reset_after) {
+    at::IntArrayRef lags, int64_t act, int64_t ract, bool reset_after, bool split) {
   const Tensor m = contiguous_or_empty(mask), rm = contiguous_or_empty(rmask);
   const Lags lg = make_lags(lags, rm);
   return AT_DISPATCH_FLOATING_TYPES(a.scalar_type(), "gru_backward", [&] {
     const Tensor dy = dys, dh = dh_last.contiguous(), ac = a.contiguous();
     const Tensor ex = extra.contiguous(), hb = hbuf.contiguous(), wc = w.contiguous();
     return reset_after
-               ? gru_after_backward<scalar_t>(dy, dh, ac, ex, hb, wc, has_bias, m, rm, lg, act, ract)
-               : gru_before_backward<scalar_t>(dy, dh, ac, ex, hb, wc, m, rm, lg, act, ract);
+               ? gru_after_backward<scalar_t>(dy, dh, ac, ex, hb, wc, has_bias, m, rm, lg, act, ract,
+                                                   split)
+               : gru_before_backward<scalar_t>(dy, dh, ac, ex, hb, wc, m, rm, lg, act, ract, split);
   });
 }
 
@@ -972,19 +1027,19 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> gru_backward(
 
 TORCH_LIBRARY(rnnkit_fused_cells, m) {
   m.def("simple_forward(Tensor xw, Tensor h0, Tensor w, Tensor? mask, Tensor? rmask, int[] lags, "
-        "int act) -> Tensor", &simple_forward);
+        "int act, bool split) -> Tensor", &simple_forward);
   m.def("simple_backward(Tensor dys, Tensor dh_last, Tensor hbuf, Tensor w, Tensor? mask, "
-        "Tensor? rmask, int[] lags, int act) -> (Tensor, Tensor, Tensor)", &simple_backward);
-  m.def("lstm_forward(Tensor xw, Tensor h0, Tensor c0, Tensor w, Tensor? peep_prev, "
+        "Tensor? rmask, int[] lags, int act, bool split) -> (Tensor, Tensor, Tensor)", &simple_backward);
+  m.def("lstm_forward(Tensor(a!) xw, Tensor h0, Tensor c0, Tensor w, Tensor? peep_prev, "
         "Tensor? peep_out, Tensor? mask, Tensor? rmask, int[] lags, int act, int ract, bool coupled, "
-        "int peephole) -> (Tensor, Tensor, Tensor)", &lstm_forward);
+        "int peephole, bool split) -> (Tensor, Tensor)", &lstm_forward);
   m.def("lstm_backward(Tensor dys, Tensor dh_last, Tensor dc_last, Tensor a, Tensor hbuf, "
         "Tensor cbuf, Tensor w, Tensor? peep_prev, Tensor? peep_out, Tensor? mask, Tensor? rmask, "
-        "int[] lags, int act, int ract, bool coupled, int peephole) "
+        "int[] lags, int act, int ract, bool coupled, int peephole, bool split) "
         "-> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)", &lstm_backward);
   m.def("gru_forward(Tensor xw, Tensor h0, Tensor w, Tensor? bias_hh, Tensor? mask, Tensor? rmask, "
-        "int[] lags, int act, int ract, bool reset_after) -> (Tensor, Tensor, Tensor)", &gru_forward);
+        "int[] lags, int act, int ract, bool reset_after, bool split) -> (Tensor, Tensor, Tensor)", &gru_forward);
   m.def("gru_backward(Tensor dys, Tensor dh_last, Tensor a, Tensor extra, Tensor hbuf, Tensor w, "
         "bool has_bias, Tensor? mask, Tensor? rmask, int[] lags, int act, int ract, "
-        "bool reset_after) -> (Tensor, Tensor, Tensor, Tensor)", &gru_backward);
+        "bool reset_after, bool split) -> (Tensor, Tensor, Tensor, Tensor)", &gru_backward);
 }
