@@ -14,7 +14,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 $(VENV)/.dev-installed: $(VENV)/.installed
-	$(PIP) install -q -e ".[dev,plots,export,keras]"
+	$(PIP) install -q -e ".[dev,plots,export,keras,gpu]"
 	touch $@
 
 demo: $(VENV)/.installed

@@ -25,7 +25,8 @@ LAYERS = {
 
 
 def test_every_registered_kernel_is_covered():
-    assert set(kernels()) == set(LAYERS)
+    # gpu runs on CUDA only; its autocast path is tested in test_gpu_kernel.py (Triton's interpreter)
+    assert set(kernels()) - {"gpu"} == set(LAYERS)
 
 
 def _relative(a: torch.Tensor, b: torch.Tensor) -> float:

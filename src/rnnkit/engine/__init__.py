@@ -1,6 +1,6 @@
 """The engine: ``scan`` runs a cell along a sequence through a kernel from the registry."""
 
-from . import compiled, fused, native, parallel, reference  # noqa: F401  (each registers its kernel)
+from . import compiled, fused, gpu, native, parallel, reference  # noqa: F401  (each registers its kernel)
 from .registry import BackendError, ScanSpec, explain, kernels, register, select
 from .scan import ScanOutput, scan
 
