@@ -12,10 +12,13 @@ import pathlib
 import re
 import sys
 import time
+from collections.abc import Collection
 
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
 
 import bench_fit  # noqa: E402
+import bench_floor  # noqa: E402
+import bench_gpu  # noqa: E402
 import bench_kernels  # noqa: E402
 import bench_memory  # noqa: E402
 import bench_parallel  # noqa: E402
@@ -43,10 +46,16 @@ def main() -> None:
     status = compiled_status()
     sections = [
         bench_kernels.run(rounds=3 if quick else 7, ref_rounds=1 if quick else 3),
+        bench_floor.section(bench_floor.run(rounds=2 if quick else 5)),
         bench_parallel.run(rounds=1 if quick else 3),
         bench_memory.run(),
         bench_fit.run(rounds=2 if quick else 5, batches=2 if quick else 4),
     ]
+    gpu = bench_gpu.run(rounds=2 if quick else 5, ref_rounds=1 if quick else 2)
+    if gpu is not None:  # without CUDA the GPU section already in the doc is kept
+        sections.append(gpu)
+    elif not DOC.exists() or "<!-- gpu: begin -->" not in DOC.read_text():
+        sections.append(bench_gpu.placeholder())
     for s in sections:
         print(s, "\n", flush=True)
     head = [
@@ -63,7 +72,8 @@ def main() -> None:
     ]
     notes = NOTES.read_text() if NOTES.exists() else ""
     DOC.parent.mkdir(exist_ok=True)
-    kept = marked_sections(DOC.read_text()) if DOC.exists() else []
+    fresh = {name for s in sections for name in marker_names(s)}
+    kept = marked_sections(DOC.read_text(), skip=fresh) if DOC.exists() else []
     DOC.write_text("\n".join(head) + "\n\n".join(sections + kept) + "\n\n" + notes)
 
 
@@ -73,9 +83,17 @@ def gpu_line() -> str:
     return "No GPU was available, so the suite ran on CPU only."
 
 
-def marked_sections(doc: str) -> list[str]:
-    """Sections other scripts own (between <!-- name: begin --> and <!-- name: end -->): kept."""
-    return re.findall(r"<!-- [\w.-]+: begin -->.*?<!-- [\w.-]+: end -->", doc, flags=re.S)
+MARKED = r"<!-- ([\w.-]+): begin -->.*?<!-- \1: end -->"
+
+
+def marker_names(text: str) -> list[str]:
+    return [m.group(1) for m in re.finditer(MARKED, text, flags=re.S)]
+
+
+def marked_sections(doc: str, skip: Collection[str] = ()) -> list[str]:
+    """Sections other scripts own (between <!-- name: begin --> and <!-- name: end -->): kept,
+    except those this run wrote anew (named in skip)."""
+    return [m.group(0) for m in re.finditer(MARKED, doc, flags=re.S) if m.group(1) not in skip]
 
 
 if __name__ == "__main__":
