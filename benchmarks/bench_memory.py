@@ -1,11 +1,13 @@
 """Memory held for backward: the compiled and fused kernels vs the reference loop at the same shape.
 
 Counted as the bytes of the distinct storages autograd saves (saved_tensors_hooks) — the part of
-peak memory that grows with T. The fused backward also allocates its per-step factors, about
-(G + 2)·T·B·H numbers, while it runs; that is listed too. The compiled backward allocates, for
-GRU, one (T, B, H) operand of its weight gradient; beyond that only per-step buffers of at most
-(2G + L + 5)·B·H numbers (the gradient ring included), which do not grow with T and, like the
-reference's per-step temporaries, are not counted.
+peak memory that grows with T. The fused backward also allocates, while it runs, the factors of
+one block of C = min(64, ⌈T/8⌉) steps at a time (``block_steps``): at their peak 4·C·B·H numbers
+for LSTM, 6·C·B·H for GRU, none for SimpleRNN (tanh' is read from h_t step by step); that is
+listed too (not the input gradient it returns, as for every kernel). The compiled backward
+allocates, for GRU, one (T, B, H) operand of its weight gradient; beyond that only per-step
+buffers of at most (2G + L + 5)·B·H numbers (the gradient ring included), which do not grow with
+T and, like the reference's per-step temporaries, are not counted.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from common import setup, table, verdict
 
 from rnnkit.cells import GRUCell, LSTMCell, SimpleCell
 from rnnkit.engine import scan
+from rnnkit.engine.fused import block_steps
 
 
 def saved_bytes(fn) -> int:
@@ -36,6 +39,12 @@ def compiled_scratch(cell, batch: int, steps: int) -> int:
     return per_sequence * steps * batch * cell.hidden_size
 
 
+def fused_scratch(cell, batch: int, steps: int) -> int:
+    """Numbers the fused backward allocates besides its returned gradients, at their peak."""
+    per_block_step = {LSTMCell: 4, GRUCell: 6, SimpleCell: 0}[type(cell)]  # (C, B, H) buffers
+    return per_block_step * block_steps(steps) * batch * cell.hidden_size
+
+
 def run(batch: int = 128, steps: int = 500, size: int = 32) -> str:
     setup()
     x = torch.randn(batch, steps, size, requires_grad=True)
@@ -47,7 +56,7 @@ def run(batch: int = 128, steps: int = 500, size: int = 32) -> str:
         ref = saved_bytes(lambda cell=cell: scan(cell, x, backend="reference").outputs)
         fused = saved_bytes(lambda cell=cell: scan(cell, x, backend="fused").outputs)
         comp = saved_bytes(lambda cell=cell: scan(cell, x, backend="compiled").outputs)
-        scratch = (cell.gates + 2) * steps * batch * size * 4
+        scratch = fused_scratch(cell, batch, steps) * 4
         comp_scratch = compiled_scratch(cell, batch, steps) * 4
         rows.append([name, f"{ref / 2**20:.1f}", f"{fused / 2**20:.1f}",
                      f"{(fused + scratch) / 2**20:.1f}", verdict(fused + scratch <= ref),

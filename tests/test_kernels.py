@@ -13,8 +13,9 @@ import torch
 from torch.func import functional_call
 
 from rnnkit.cells import FeedbackCell, GRUCell, LinearCell, LSTMCell, SimpleCell, TeacherForcedCell
-from rnnkit.engine import BackendError, scan
+from rnnkit.engine import BackendError, native, scan
 from rnnkit.engine.compiled import COMPILED
+from rnnkit.engine.fused import block_steps
 
 TOL = {torch.float64: 1e-10, torch.float32: 1e-5}
 
@@ -131,11 +132,17 @@ def test_fused_matches_reference_float32(cell_name, case):
     assert_matches_reference(cell_name, case, "fused", torch.float32)
 
 
+@pytest.fixture
+def packed_on_cpu(monkeypatch):
+    """The packed-sequence path, which the native kernel takes on GPU only, run on CPU."""
+    monkeypatch.setattr(native, "PACKED_ON_CPU", True)
+
+
 @pytest.mark.parametrize("case", ["plain", "packed", "dilation", "dilation_packed", "batch1",
                                   "steps1"])
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 @pytest.mark.parametrize("cell_name", NATIVE_CELLS)
-def test_native_matches_reference(cell_name, case, dtype):
+def test_native_matches_reference(cell_name, case, dtype, packed_on_cpu):
     assert_matches_reference(cell_name, case, "native", dtype)
 
 
@@ -239,7 +246,7 @@ def test_auto_picks_the_fastest_supporting_kernel(cell_name, expected):
     assert scan(cell, x).kernel == expected
 
 
-def test_auto_falls_back_from_native_for_unpackable_masks_and_lags():
+def test_auto_falls_back_from_native_for_unpackable_masks_and_lags(monkeypatch):
     cell = LSTMCell(3, 4)
     x = torch.randn(2, 4, 3)
     holes = torch.tensor([[True, False, True, True], [True, True, True, True]])
@@ -247,6 +254,8 @@ def test_auto_falls_back_from_native_for_unpackable_masks_and_lags():
     assert scan(cell, x, mask=holes).kernel == loop
     assert scan(LSTMCell(3, 4, lags=(1, 2)), x).kernel == loop
     packed = torch.tensor([[True, True, False, False], [True, True, True, True]])
+    assert scan(cell, x, mask=packed).kernel == loop  # torch's packed backward is O(T²) on CPU
+    monkeypatch.setattr(native, "PACKED_ON_CPU", True)
     assert scan(cell, x, mask=packed).kernel == "native"
 
 
@@ -276,3 +285,49 @@ def test_fused_double_backward_is_refused():
     out = scan(cell, x, backend="fused")
     with pytest.raises(RuntimeError, match="first order only"):
         torch.autograd.grad(out.outputs.sum(), x, create_graph=True)
+
+
+# -- the fused backward in blocks of steps, and what it keeps ----------------------------------------
+@pytest.mark.parametrize("case", ["plain", "lags_mask", "rmask_mask"])
+@pytest.mark.parametrize("cell_name", ["tanh", "elu", "peephole_diag", "coupled", "lstm_hard_sigmoid",
+                                       "gru", "gru_reset_before", "feedback_shortcut"])
+def test_fused_backward_blocks_match_reference(cell_name, case, monkeypatch):
+    # T=22: blocks of 3 steps and a last one of 1, across which dh and the carried dc, do pass
+    assert block_steps(22) == 3
+    monkeypatch.setitem(CASES, "blocks", {**CASES[case], "steps": 22})
+    assert_matches_reference(cell_name, "blocks", "fused", torch.float64)
+
+
+def saved_bytes(run) -> int:
+    """Bytes of the distinct storages autograd saves while run() builds its graph."""
+    storages = {}
+
+    def pack(t):
+        storages[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        run()
+    return sum(storages.values())
+
+
+@pytest.mark.parametrize("cell", [LSTMCell(3, 4), LSTMCell(3, 4, peephole="full"),
+                                  LSTMCell(3, 4, coupled=True), GRUCell(3, 4),
+                                  GRUCell(3, 4, reset_after=False), SimpleCell(3, 4)],
+                         ids=["lstm", "peephole", "coupled", "gru", "gru_reset_before", "tanh"])
+def test_fused_saves_no_more_than_reference(cell):
+    # the memory target: pre-activations and act(c) are not kept where σ, tanh follow from outputs
+    x = torch.randn(3, 40, 3, requires_grad=True)
+    fused = saved_bytes(lambda: scan(cell, x, backend="fused"))
+    assert fused <= saved_bytes(lambda: scan(cell, x, backend="reference"))
+
+
+@pytest.mark.parametrize("cell_name", ["tanh", "peephole_diag", "gru", "gru_reset_before", "feedback"])
+def test_fused_zero_steps_pass_the_state_through(cell_name):
+    cell = CELLS[cell_name]((1, 2)).double()
+    x = torch.randn(2, 0, input_size(cell), dtype=torch.float64)
+    state = tuple(torch.randn(2, n, dtype=torch.float64, requires_grad=True) for n in cell.state_sizes())
+    out = scan(cell, x, state, backend="fused")
+    assert all(torch.equal(s, s0) for s, s0 in zip(out.state, state, strict=True))
+    grads = torch.autograd.grad(sum((s * 3).sum() for s in out.state), state)
+    assert all(torch.equal(g, torch.full_like(g, 3.0)) for g in grads)

@@ -111,10 +111,14 @@ def _as_input(example, model) -> Tensor:
 def _traceable_kernels(model):
     """Run every recurrent layer on ``native`` where it can, else ``reference``; yields whether
     the time axis stays dynamic (every layer native and undilated)."""
+    from .engine import native as native_module
     from .layers import RNN, Embedding
 
     native = kernels()["native"]
     masked = any(isinstance(m, Embedding) and m.mask_zero for m in model.modules())
+    # a traced packed sequence is what keeps masks in the graph; the CPU training-speed reason
+    # native declines masks for (an O(T²) backward) does not apply to a forward-only trace
+    packed_on_cpu, native_module.PACKED_ON_CPU = native_module.PACKED_ON_CPU, True
     saved, time_dynamic = [], True
     for layer in model.modules():
         if isinstance(layer, RNN):
@@ -128,6 +132,7 @@ def _traceable_kernels(model):
     try:
         yield time_dynamic
     finally:
+        native_module.PACKED_ON_CPU = packed_on_cpu
         for layer, backend in saved:
             layer.backend = backend
 

@@ -1,16 +1,29 @@
 """The fused kernel: one autograd.Function per cell family with hand-written BPTT.
 
 Dimension legend: B batch, T time, I input features, H units, G gates, K lags, L the largest lag,
-O feedback outputs.
+O feedback outputs, C the steps of one backward block (``block_steps``).
 
 Each family follows the same plan (haste's and ATen's):
   * the input projection A·x_t + b for every t is one GEMM (``cell.project``, outside the Function,
-    so autograd gives its weight gradients as one GEMM over all t too);
-  * a tight forward loop, time-major, writing pre-activations and states into preallocated buffers;
-  * a tight backward loop that needs only the recurrent GEMM and a few pointwise products per step:
-    every factor that does not depend on the incoming gradient (σ'(z), tanh'(c), ...) is computed
-    for all t at once before the loop;
-  * the recurrent weight gradients as one GEMM over all t after the loop.
+    so autograd gives its weight gradients as one GEMM over all t too), on x made time-major first:
+    only x (I wide) is ever transposed, never the G·H-wide projection or its gradient;
+  * a tight forward loop, time-major, writing states, gate activations and, only where a derivative
+    needs them, pre-activations into preallocated buffers;
+  * a tight backward loop that needs only the recurrent GEMM and a few pointwise products per step.
+    The factors that do not depend on the incoming gradient (σ'(z), tanh'(c), ...) are computed
+    vectorised over a block of C steps at a time, walking backward (C ≤ 64 and C ≤ T/8), so their
+    scratch is a few (C, B, H) and never T long; a factor shaped like a slice of the input gradient
+    is written into that slice and scaled in place by its step. Where the only factor is f'(z) of
+    an output h = f(z) with f tanh or sigmoid (SimpleCell, FeedbackCell), aten's own backward
+    kernel applies it per step from h, with no factor buffer at all;
+  * the recurrent weight gradients as GEMMs over all t after the loop (per block where an operand
+    would otherwise need a T-long copy: a recurrent mask, a GRU's reset-scaled gradient).
+
+Memory: the backward allocates no (T, B, ·H) buffer besides the input gradient it returns. The
+gradient of h_t accumulates in a slice of that input gradient (dz_o for LSTM, dz_r for GRU, dz for
+the others), which step t reads before it writes its own gradient there. Derivatives that follow
+from a stored output (tanh, sigmoid, linear) are taken from it, so neither pre-activations nor
+act(c) are kept for them. benchmarks/bench_memory.py counts the block scratch.
 
 History: ``hbuf`` (L+T, B, H) holds h_{t} in slot L+t; slots 0..L-1 hold h0 (the reference's lag
 history starts as h0). Masked steps carry every state and output zeros. Under a mask that is not
@@ -55,21 +68,49 @@ def first_order_only(backward):
 
 
 # -- shared pieces ----------------------------------------------------------------------------
-def act_grad(fn, z: Tensor) -> tuple[Tensor, Tensor]:
-    """fn(z) and fn'(z) for an elementwise activation, for all t at once: shapes of z."""
-    if fn is torch.tanh:
-        a = torch.tanh(z)
-        return a, 1 - a * a
-    if fn is torch.sigmoid:
-        a = torch.sigmoid(z)
-        return a, a - a * a
-    if fn is activations.linear:
-        return z, torch.ones_like(z)
+BLOCK = 64  # most steps whose backward factors are held at once
+
+
+def autograd_deriv(fn, z: Tensor) -> Tensor:
+    """fn'(z) for any elementwise activation, through autograd: shapes of z."""
     with torch.enable_grad():
         leaf = z.detach().requires_grad_()
         a = fn(leaf)
         (da,) = torch.autograd.grad(a, leaf, torch.ones_like(a))
-    return a.detach(), da
+    return da
+
+
+FROM_OUTPUT = (torch.tanh, torch.sigmoid, activations.linear)  # fn' follows from fn(z) alone
+
+
+def deriv(fn, z: Tensor | None, a: Tensor) -> Tensor:
+    """fn'(z) given a = fn(z), for a block of steps: from a alone for FROM_OUTPUT (z may be None)."""
+    if fn is torch.tanh:
+        return 1 - a * a
+    if fn is torch.sigmoid:
+        return a - a * a
+    if fn is activations.linear:
+        return torch.ones_like(a)
+    return autograd_deriv(fn, z)
+
+
+# aten's own backward kernels: g * fn'(z) from a = fn(z) in one pass
+BACKWARD_FROM_OUTPUT = {torch.tanh: torch.ops.aten.tanh_backward.grad_input,
+                        torch.sigmoid: torch.ops.aten.sigmoid_backward.grad_input}
+
+
+def step_derivs(fn, z: Tensor | None, t0: int, t1: int) -> list[Tensor | None]:
+    """fn'(z_t) for t in [t0, t1), per step, for ``scale``; Nones where it needs none (FROM_OUTPUT)."""
+    return [None] * (t1 - t0) if fn in FROM_OUTPUT else autograd_deriv(fn, z[t0:t1]).unbind(0)
+
+
+def scale(fn, g: Tensor, a: Tensor, d: Tensor | None, out: Tensor) -> Tensor:
+    """out <- g * fn'(z) for one step (B, N), given a = fn(z) or d = fn'(z) from ``step_derivs``."""
+    if d is not None:
+        return torch.mul(g, d, out=out)
+    if fn is activations.linear:
+        return out.copy_(g)
+    return BACKWARD_FROM_OUTPUT[fn](g, a, grad_input=out)
 
 
 def apply_into(fn, z: Tensor, out: Tensor) -> Tensor:
@@ -77,6 +118,27 @@ def apply_into(fn, z: Tensor, out: Tensor) -> Tensor:
     if fn is torch.tanh or fn is torch.sigmoid:
         return fn(z, out=out)
     return out.copy_(fn(z))
+
+
+def block_steps(steps: int) -> int:
+    """C: at most BLOCK steps, and at most T/8, so that block scratch stays small beside T-long state."""
+    return max(1, min(BLOCK, -(-steps // 8)))
+
+
+def blocks(steps: int):
+    """The blocks [t0, t1) of C steps that cover [0, T), the last one first."""
+    size = block_steps(steps)
+    for t1 in range(steps, 0, -size):
+        yield max(t1 - size, 0), t1
+
+
+def preactivations(like: Tensor, steps: int, shape, keep: bool):
+    """A (T, *shape) buffer for pre-activations and its per-step views; where the backward does not
+    need them (keep False), None and one scratch of the step's shape for every step."""
+    if keep:
+        buf = like.new_empty(steps, *shape)
+        return buf, buf.unbind(0)
+    return None, [like.new_empty(shape)] * steps
 
 
 def history(h0: Tensor, steps: int, lmax: int) -> Tensor:
@@ -92,10 +154,12 @@ def lag_at(slots: list[Tensor], t: int, lags, lmax: int, rm: Tensor | None) -> T
     return hl if rm is None else hl * rm
 
 
-def all_lags(hbuf: Tensor, steps: int, lags, rm: Tensor | None) -> Tensor:
-    """lag_at for every t: (T, B, K·H)."""
-    lmax = lags[-1]
-    hl = torch.cat([hbuf[lmax - l: lmax - l + steps] for l in lags], dim=2)
+def all_lags(hbuf: Tensor, steps: int, lags, rm: Tensor | None, start: int = 0) -> Tensor:
+    """lag_at for t in [start, start + steps): (steps, B, K·H); a view of hbuf for one lag, no mask."""
+    lmax, t0, t1 = lags[-1], start, start + steps
+    if lags == (1,) and rm is None:
+        return hbuf[lmax - 1 + t0:lmax - 1 + t1]
+    hl = torch.cat([hbuf[lmax - l + t0:lmax - l + t1] for l in lags], dim=2)
     return hl if rm is None else hl * rm
 
 
@@ -115,11 +179,31 @@ def outputs(hbuf: Tensor, lmax: int, m: Tensor | None) -> Tensor:
 
 
 def grad_history(dys: Tensor, dh_last: Tensor, m: Tensor | None, lmax: int) -> Tensor:
-    """Gradient buffer shaped like hbuf: dys (masked steps output constants) plus dh_T."""
+    """Gradient buffer shaped like hbuf: dys (masked steps output constants) plus dh_T.
+
+    The GPU kernel's; the fused backward accumulates in place instead (``grad_slots``).
+    """
     dh = dys.new_zeros(lmax + dys.shape[0], *dys.shape[1:])
     dh[lmax:] = dys if m is None else dys * m
     dh[-1] += dh_last
     return dh
+
+
+def grad_slots(acc: Tensor, dys: Tensor, dh_last: Tensor, m: Tensor | None, lmax: int):
+    """Gradient slots shaped like hbuf's: (dh0 (L, B, H), [slot 0, ..., slot L+T-1] each (B, H)).
+
+    Slot L+t is acc[t], a (T, B, H) slice of the input gradient that step t overwrites only after
+    reading the slot, so dh needs no T-long buffer. It starts as dys (masked steps output
+    constants) plus dh_T.
+    """
+    if m is None:
+        acc.copy_(dys)
+    else:
+        torch.mul(dys, m, out=acc)
+    dh0 = acc.new_zeros(lmax, *acc.shape[1:])
+    slots = [*dh0.unbind(0), *acc.unbind(0)]
+    slots[-1] += dh_last
+    return dh0, slots
 
 
 def carry_back(dh_slots: list[Tensor], i: int, keep, mf, t: int) -> Tensor:
@@ -160,6 +244,16 @@ def weight_grad(dz: Tensor, inputs: Tensor) -> Tensor:
     return dz.flatten(0, 1).t() @ inputs.flatten(0, 1)
 
 
+def lag_weight_grad(dz: Tensor, hbuf: Tensor, lags, rm: Tensor | None) -> Tensor:
+    """Σ_t dz_t^T (h_lags_t * rm): dz (T, B, N) -> (N, K·H); one GEMM for one lag and no mask,
+    else one per block, so that the lagged history is never copied whole."""
+    steps = dz.shape[0]
+    if lags == (1,) and rm is None:
+        return weight_grad(dz, all_lags(hbuf, steps, lags, rm))
+    return sum((weight_grad(dz[t0:t1], all_lags(hbuf, t1 - t0, lags, rm, t0))
+                for t0, t1 in blocks(steps)), dz.new_zeros(dz.shape[2], len(lags) * hbuf.shape[2]))
+
+
 # -- SimpleCell / TeacherForcedCell -----------------------------------------------------------
 class SimpleScan(torch.autograd.Function):
     """h_t = f(xw_t + (h_lags * rm) @ W^T) for an elementwise f."""
@@ -169,8 +263,8 @@ class SimpleScan(torch.autograd.Function):
         """xw (T, B, H), h0 (B, H), w (H, K·H), m (T, B, 1) bool, rm (B, K·H) -> ys, h_T."""
         steps, lmax = xw.shape[0], lags[-1]
         hbuf = history(h0, steps, lmax)
-        z = torch.empty_like(xw)
-        slots, zs, xs, ms = hbuf.unbind(0), z.unbind(0), xw.unbind(0), mask_lists(m, xw.dtype)[0]
+        z, zs = preactivations(xw, steps, xw.shape[1:], act not in FROM_OUTPUT)
+        slots, xs, ms = hbuf.unbind(0), xw.unbind(0), mask_lists(m, xw.dtype)[0]
         wt = w.t()
         for t in range(steps):
             zt = torch.addmm(xs[t], lag_at(slots, t, lags, lmax, rm), wt, out=zs[t])
@@ -184,18 +278,20 @@ class SimpleScan(torch.autograd.Function):
     @first_order_only
     def backward(ctx, dys, dh_last):
         z, hbuf, w, m, rm = ctx.saved_tensors
-        lags, lmax, steps = ctx.lags, ctx.lags[-1], z.shape[0]
-        _, da = act_grad(ctx.act, z)  # (T, B, H)
-        dh = grad_history(dys, dh_last, m, lmax)
-        dz = torch.empty_like(z)
-        dh_slots, dzs, das = dh.unbind(0), dz.unbind(0), da.unbind(0)
-        _, mf, keep = mask_lists(m, z.dtype)
-        for t in range(steps - 1, -1, -1):
-            g = carry_back(dh_slots, lmax + t, keep, mf, t)
-            dzt = torch.mul(g, das[t], out=dzs[t])
-            recurrent_back(dh_slots, t, dzt, w, lags, lmax, rm)
-        dw = weight_grad(dz, all_lags(hbuf, steps, lags, rm))
-        return dz, dh[:lmax].sum(0), dw, None, None, None, None
+        lags, lmax, steps = ctx.lags, ctx.lags[-1], dys.shape[0]
+        dz = torch.empty_like(hbuf[lmax:])  # (T, B, H); dz[t] holds dh_t until step t reads it
+        dh0, dh_slots = grad_slots(dz, dys, dh_last, m, lmax)
+        dzs = dh_slots[lmax:]
+        hs, act = hbuf.unbind(0), ctx.act
+        _, mf, keep = mask_lists(m, dz.dtype)
+        for t0, t1 in blocks(steps):
+            das = step_derivs(act, z, t0, t1)
+            for t in range(t1 - 1, t0 - 1, -1):
+                g = carry_back(dh_slots, lmax + t, keep, mf, t)
+                dzt = scale(act, g, hs[lmax + t], das[t - t0], dzs[t])
+                recurrent_back(dh_slots, t, dzt, w, lags, lmax, rm)
+        dw = lag_weight_grad(dz, hbuf, lags, rm)
+        return dz, dh0.sum(0), dw, None, None, None, None
 
 
 # -- LSTMCell ----------------------------------------------------------------------------------
@@ -210,8 +306,8 @@ def peep_forward(z: Tensor, c: Tensor, weight: Tensor, full: bool) -> None:
 class LSTMScan(torch.autograd.Function):
     """LSTM, peephole (full or diagonal) and coupled; see ``cells.lstm`` for the equations.
 
-    The forward keeps pre-activations z and activations a of every gate, and tanh(c), so the
-    backward recomputes nothing.
+    The forward keeps the activations a of every gate (pre-activations z only for activations
+    whose derivative needs them) and c; the backward recomputes act(c) block by block.
     """
 
     @staticmethod
@@ -220,10 +316,11 @@ class LSTMScan(torch.autograd.Function):
         steps, lmax, hid = xw.shape[0], cfg.lags[-1], h0.shape[1]
         gh, npre, full = xw.shape[2], cfg.prev_gates * hid, cfg.peephole == "full"
         hbuf, cbuf = history(h0, steps, lmax), history(c0, steps, 1)
-        z, a, tc = torch.empty_like(xw), torch.empty_like(xw), torch.empty_like(hbuf[lmax:])
-        hs, cs, zs, as_, tcs, xs = (b.unbind(0) for b in (hbuf, cbuf, z, a, tc, xw))
-        ms = mask_lists(m, xw.dtype)[0]
         wt, sig, act = w.t(), cfg.ract, cfg.act
+        z, zs = preactivations(xw, steps, xw.shape[1:], sig not in FROM_OUTPUT or act not in FROM_OUTPUT)
+        a, tc = torch.empty_like(xw), torch.empty_like(h0)
+        hs, cs, as_, xs = (b.unbind(0) for b in (hbuf, cbuf, a, xw))
+        ms = mask_lists(m, xw.dtype)[0]
         gate = slice(hid, 2 * hid) if cfg.coupled else slice(2 * hid, 3 * hid)
         for t in range(steps):
             zt, at, c_prev = zs[t], as_[t], cs[t]
@@ -241,88 +338,90 @@ class LSTMScan(torch.autograd.Function):
             if peep_out is not None:
                 peep_forward(zt[:, gh - hid:], c, peep_out, full)
                 apply_into(sig, zt[:, gh - hid:], at[:, gh - hid:])
-            apply_into(act, c, tcs[t])
+            apply_into(act, c, tc)  # (B, H) scratch: the backward recomputes act(c)
             h_out = hs[lmax + t] if ms is None else None
-            store(hs, lmax + t, torch.mul(at[:, gh - hid:], tcs[t], out=h_out), ms, t)
-        # pre-activations only matter to activations whose derivative needs them
-        keep_z = not {sig, act} <= {torch.tanh, torch.sigmoid}
-        ctx.save_for_backward(z if keep_z else None, a, tc, hbuf, cbuf, w, peep_prev, peep_out, m,
-                              rm)
+            store(hs, lmax + t, torch.mul(at[:, gh - hid:], tc, out=h_out), ms, t)
+        ctx.save_for_backward(z, a, hbuf, cbuf, w, peep_prev, peep_out, m, rm)
         ctx.cfg = cfg
         return outputs(hbuf, lmax, m), hbuf[-1].clone(), cbuf[-1].clone()
 
     @staticmethod
     @first_order_only
     def backward(ctx, dys, dh_last, dc_last):
-        z, a, tc, hbuf, cbuf, w, peep_prev, peep_out, m, rm = ctx.saved_tensors
+        z, a, hbuf, cbuf, w, peep_prev, peep_out, m, rm = ctx.saved_tensors
         cfg = ctx.cfg
         lags, lmax, (steps, batch, gh) = cfg.lags, cfg.lags[-1], a.shape
         hid, full = hbuf.shape[2], cfg.peephole == "full"
-        npre = cfg.prev_gates * hid
-        f, k, po, qc = lstm_factors(z, a, tc, cbuf, cfg)
-        dh = grad_history(dys, dh_last, m, lmax)
-        dz = torch.empty_like(a)
-        dh_slots, dzs = dh.unbind(0), dz.unbind(0)
-        fs, ks, pos, qcs = f.unbind(0), k.unbind(0), po.unbind(0), qc.unbind(0)
+        npre, ng = cfg.prev_gates * hid, gh // hid - 1  # ng gates before o
+        dz = torch.empty_like(a)  # (T, B, G·H); dz_o[t] holds dh_t until step t reads it
+        dh0, dh_slots = grad_slots(dz[..., gh - hid:], dys, dh_last, m, lmax)
+        dzs = dz.unbind(0)
         _, mf, keep = mask_lists(m, a.dtype)
-        ng = gh // hid - 1  # gates before o
+
+        def run_block(t0, t1, dc_run):
+            """Steps t1-1 down to t0; the block's factors die on return, before the next block's."""
+            zb = None if z is None else z[t0:t1]
+            f, po, qc = lstm_factors(dz[t0:t1], zb, a[t0:t1], cbuf[t0:t1 + 1], cfg)
+            fs, pos, qcs = f.unbind(0), po.unbind(0), qc.unbind(0)
+            for t in range(t1 - 1, t0 - 1, -1):
+                j = t - t0
+                g = carry_back(dh_slots, lmax + t, keep, mf, t)
+                if keep is not None:
+                    dc_carry, dc_run = dc_run * keep[t], dc_run * mf[t]
+                dzt = dzs[t]
+                dc = torch.addcmul(dc_run, g, qcs[j])  # before dz_o overwrites g
+                dzo = torch.mul(g, pos[j], out=dzt[:, gh - hid:])
+                if peep_out is not None:
+                    dc += peephole_grad_c(dzo, peep_out, full, hid)
+                dzt[:, :gh - hid].view(batch, ng, hid).mul_(dc.unsqueeze(1))  # k * dc
+                dc_run = dc * fs[j]
+                if peep_prev is not None:
+                    dc_run += peephole_grad_c(dzt[:, :npre], peep_prev, full, hid)
+                if keep is not None:
+                    dc_run += dc_carry
+                recurrent_back(dh_slots, t, dzt, w, lags, lmax, rm)
+            return dc_run
+
         dc_run = dc_last.clone()
-        for t in range(steps - 1, -1, -1):
-            g = carry_back(dh_slots, lmax + t, keep, mf, t)
-            if keep is not None:
-                dc_carry, dc_run = dc_run * keep[t], dc_run * mf[t]
-            dzt = dzs[t]
-            dzo = torch.mul(g, pos[t], out=dzt[:, gh - hid:])
-            dc = torch.addcmul(dc_run, g, qcs[t])
-            if peep_out is not None:
-                dc += peephole_grad_c(dzo, peep_out, full, hid)
-            torch.mul(ks[t].view(batch, ng, hid), dc.unsqueeze(1),
-                      out=dzt[:, :gh - hid].view(batch, ng, hid))
-            dc_run = dc * fs[t]
-            if peep_prev is not None:
-                dc_run += peephole_grad_c(dzt[:, :npre], peep_prev, full, hid)
-            if keep is not None:
-                dc_run += dc_carry
-            recurrent_back(dh_slots, t, dzt, w, lags, lmax, rm)
-        dw = weight_grad(dz, all_lags(hbuf, steps, lags, rm))
+        for t0, t1 in blocks(steps):
+            dc_run = run_block(t0, t1, dc_run)
+        dw = lag_weight_grad(dz, hbuf, lags, rm)
         dpp = None if peep_prev is None else peephole_weight_grad(dz[..., :npre], cbuf[:-1], full)
         dpo = None if peep_out is None else peephole_weight_grad(dz[..., gh - hid:], cbuf[1:], full)
-        return dz, dh[:lmax].sum(0), dc_run, dw, dpp, dpo, None, None, None
+        return dz, dh0.sum(0), dc_run, dw, dpp, dpo, None, None, None
 
 
-def deriv(fn, z: Tensor | None, a: Tensor) -> Tensor:
-    """fn'(z) for all t at once, given a = fn(z): from a for tanh and sigmoid (z may be None)."""
-    if fn is torch.tanh:
-        return 1 - a * a
-    if fn is torch.sigmoid:
-        return a - a * a
-    return act_grad(fn, z)[1]
+def lstm_factors(dz: Tensor, z: Tensor | None, a: Tensor, cbuf: Tensor, cfg):
+    """What the LSTM backward loop needs that does not depend on the gradient, for C steps.
 
-
-def lstm_factors(z: Tensor, a: Tensor, tc: Tensor, cbuf: Tensor, cfg):
-    """Everything the LSTM backward loop needs that does not depend on the gradient, for all t.
-
-    z, a (T, B, G·H) gate pre-activations (None for tanh/sigmoid) and activations,
-    tc (T, B, H) act(c), cbuf (T+1, B, H)
-    -> f (T, B, H); k (T, B, (G-1)·H) with dz_gates = k * dc; po (T, B, H) with dz_o = dh * po;
-    qc (T, B, H) with dc += dh * qc.
+    z, a (C, B, G·H) gate pre-activations (None when not needed) and activations, cbuf (C+1, B, H)
+    c_{t-1} and c_t. Writes k into dz[..., :(G-1)·H] (C, B, (G-1)·H), so that dz_gates = k * dc
+    in place; returns f (C, B, H), po with dz_o = dh * po and qc with dc += dh * qc (C, B, H).
+    Temporaries die within their statement: the scratch peaks at four (C, B, H).
     """
     hid = cbuf.shape[2]
-    c_prev = cbuf[:-1]
+    c_prev, c = cbuf[:-1], cbuf[1:]
+    k = dz[..., :a.shape[2] - hid]
 
-    def gate(j, fn):
-        sl = slice(j * hid, (j + 1) * hid)
-        return a[..., sl], deriv(fn, None if z is None else z[..., sl], a[..., sl])
+    def act(j):
+        return a[..., j * hid:(j + 1) * hid]
 
-    if cfg.coupled:
-        (f, df), (g, dg) = gate(0, cfg.ract), gate(1, cfg.act)
-        k = torch.cat([(c_prev - g) * df, (1 - f) * dg], dim=2)
+    def grad(j, fn):
+        return deriv(fn, None if z is None else z[..., j * hid:(j + 1) * hid], act(j))
+
+    if cfg.coupled:  # c = f * c_prev + (1 - f) * g
+        f = act(0)
+        torch.mul(c_prev - act(1), grad(0, cfg.ract), out=k[..., :hid])
+        torch.mul(1 - f, grad(1, cfg.act), out=k[..., hid:])
     else:
-        (i, di), (f, df), (g, dg) = gate(0, cfg.ract), gate(1, cfg.ract), gate(2, cfg.act)
-        k = torch.cat([g * di, c_prev * df, i * dg], dim=2)
-    o, do = gate(a.shape[2] // hid - 1, cfg.ract)
-    dtc = deriv(cfg.act, cbuf[1:], tc)
-    return f, k, tc * do, o * dtc
+        f = act(1)
+        torch.mul(act(2), grad(0, cfg.ract), out=k[..., :hid])
+        torch.mul(c_prev, grad(1, cfg.ract), out=k[..., hid:2 * hid])
+        torch.mul(act(0), grad(2, cfg.act), out=k[..., 2 * hid:])
+    o = a.shape[2] // hid - 1
+    tc = cfg.act(c)
+    po = tc * grad(o, cfg.ract)
+    return f, po, act(o) * deriv(cfg.act, c, tc)
 
 
 def peephole_grad_c(dz: Tensor, weight: Tensor, full: bool, hid: int) -> Tensor:
@@ -337,10 +436,25 @@ def peephole_weight_grad(dz: Tensor, c: Tensor, full: bool) -> Tensor:
     if full:
         return weight_grad(dz, c)
     hid = c.shape[2]
-    return (dz.reshape(*c.shape[:2], -1, hid) * c.unsqueeze(2)).sum((0, 1)).flatten()
+    return sum(((dz[t0:t1].reshape(t1 - t0, c.shape[1], -1, hid) * c[t0:t1].unsqueeze(2)).sum((0, 1))
+                for t0, t1 in blocks(c.shape[0])), dz.new_zeros(dz.shape[2] // hid, hid)).flatten()
 
 
 # -- GRUCell -----------------------------------------------------------------------------------
+def gru_factors(dx: Tensor, h_prev: Tensor, zrz: Tensor, zn: Tensor, cfg):
+    """What the GRU backward loop needs that does not depend on the gradient, for C steps.
+
+    zrz (C, B, 2H), zn (C, B, H) pre-activations, h_prev (C, B, H). Writes [∂h/∂z_pre, ∂h/∂n_pre]
+    into dx[..., H:] (C, B, 2H), so that both are scaled by dh in place; returns rz (C, B, 2H)
+    [r, z] and σ'(r_pre) (C, B, H).
+    """
+    hid = zn.shape[2]
+    rz, n = cfg.ract(zrz), cfg.act(zn)
+    torch.mul(h_prev - n, deriv(cfg.ract, zrz[..., hid:], rz[..., hid:]), out=dx[..., hid:2 * hid])
+    torch.mul(1 - rz[..., hid:], deriv(cfg.act, zn, n), out=dx[..., 2 * hid:])
+    return rz, deriv(cfg.ract, zrz[..., :hid], rz[..., :hid])
+
+
 class GRUScan(torch.autograd.Function):
     """GRU with the reset gate after the recurrent matmul (torch's, Keras 3's default)."""
 
@@ -375,30 +489,40 @@ class GRUScan(torch.autograd.Function):
         hbuf, gh, zrz, zn, w, m, rm = ctx.saved_tensors
         cfg = ctx.cfg
         lags, lmax, (steps, batch, hid) = cfg.lags, cfg.lags[-1], zn.shape
-        rz, drz = act_grad(cfg.ract, zrz)
-        n, dn = act_grad(cfg.act, zn)
-        r, zg = rz[..., :hid], rz[..., hid:]
-        h_prev = hbuf[lmax - 1:lmax - 1 + steps]
-        pzn = torch.cat([(h_prev - n) * drz[..., hid:], (1 - zg) * dn], dim=2)  # (T, B, 2H)
-        pr = gh[..., 2 * hid:] * drz[..., :hid]
-        dh = grad_history(dys, dh_last, m, lmax)
-        dxw, dgh = torch.empty_like(gh), torch.empty_like(gh)
-        dh_slots, dxs, dghs = dh.unbind(0), dxw.unbind(0), dgh.unbind(0)
-        pzns, prs, rs, zgs = pzn.unbind(0), pr.unbind(0), r.unbind(0), zg.unbind(0)
+        dxw = torch.empty_like(gh)  # (T, B, 3H); dx_r[t] holds dh_t until step t reads it
+        dh0, dh_slots = grad_slots(dxw[..., :hid], dys, dh_last, m, lmax)
+        dxs = dxw.unbind(0)
+        dgt = gh.new_empty(batch, 3 * hid)  # gradient of gh_t
+        dw_n = torch.zeros_like(w[2 * hid:])
+        db_n = gh.new_zeros(hid) if ctx.has_bias else None
         _, mf, keep = mask_lists(m, zn.dtype)
-        for t in range(steps - 1, -1, -1):
-            g = carry_back(dh_slots, lmax + t, keep, mf, t)
-            dx, dgt = dxs[t], dghs[t]
-            torch.mul(pzns[t].view(batch, 2, hid), g.unsqueeze(1),
-                      out=dx[:, hid:].view(batch, 2, hid))  # dz_pre, dn_pre
-            torch.mul(dx[:, 2 * hid:], prs[t], out=dx[:, :hid])  # dr_pre
-            dgt[:, :2 * hid] = dx[:, :2 * hid]
-            torch.mul(dx[:, 2 * hid:], rs[t], out=dgt[:, 2 * hid:])
-            dh_slots[lmax + t - 1].addcmul_(g, zgs[t])
-            recurrent_back(dh_slots, t, dgt, w, lags, lmax, rm)
-        dw = weight_grad(dgh, all_lags(hbuf, steps, lags, rm))
-        db = dgh.sum((0, 1)) if ctx.has_bias else None
-        return dxw, dh[:lmax].sum(0), dw, db, None, None, None
+
+        def run_block(t0, t1):
+            """Steps t1-1 down to t0; the block's factors die on return, before the next block's."""
+            h_prev = hbuf[lmax - 1 + t0:lmax - 1 + t1]
+            rz, dr_pre = gru_factors(dxw[t0:t1], h_prev, zrz[t0:t1], zn[t0:t1], cfg)
+            prs = dr_pre.mul_(gh[t0:t1, :, 2 * hid:]).unbind(0)
+            rs, zgs = rz[..., :hid].unbind(0), rz[..., hid:].unbind(0)
+            for t in range(t1 - 1, t0 - 1, -1):
+                j = t - t0
+                g = carry_back(dh_slots, lmax + t, keep, mf, t)
+                dh_slots[lmax + t - 1].addcmul_(g, zgs[j])  # before dx_r overwrites g
+                dx = dxs[t]
+                dx[:, hid:].view(batch, 2, hid).mul_(g.unsqueeze(1))  # dz_pre, dn_pre
+                torch.mul(dx[:, 2 * hid:], prs[j], out=dx[:, :hid])  # dr_pre
+                dgt[:, :2 * hid] = dx[:, :2 * hid]
+                torch.mul(dx[:, 2 * hid:], rs[j], out=dgt[:, 2 * hid:])
+                recurrent_back(dh_slots, t, dgt, w, lags, lmax, rm)
+            dgn = dxw[t0:t1, :, 2 * hid:] * rz[..., :hid]  # gradient of gh_n, (C, B, H)
+            dw_n.add_(weight_grad(dgn, all_lags(hbuf, t1 - t0, lags, rm, t0)))
+            if db_n is not None:
+                db_n.add_(dgn.sum((0, 1)))
+
+        for t0, t1 in blocks(steps):
+            run_block(t0, t1)
+        dw = torch.cat([lag_weight_grad(dxw[..., :2 * hid], hbuf, lags, rm), dw_n], dim=0)
+        db = None if db_n is None else torch.cat([dxw[..., :2 * hid].sum((0, 1)), db_n])
+        return dxw, dh0.sum(0), dw, db, None, None, None
 
 
 class GRUResetBeforeScan(torch.autograd.Function):
@@ -435,33 +559,37 @@ class GRUResetBeforeScan(torch.autograd.Function):
         cfg = ctx.cfg
         lags, lmax, (steps, batch, hid) = cfg.lags, cfg.lags[-1], zn.shape
         nlags = len(lags)
-        rz, drz = act_grad(cfg.ract, zrz)
-        n, dn = act_grad(cfg.act, zn)
-        r, zg = rz[..., :hid], rz[..., hid:]
-        h_prev = hbuf[lmax - 1:lmax - 1 + steps]
-        pzn = torch.cat([(h_prev - n) * drz[..., hid:], (1 - zg) * dn], dim=2)  # (T, B, 2H)
-        hl_all = all_lags(hbuf, steps, lags, rm)  # (T, B, K·H)
-        r_rep = r if nlags == 1 else r.repeat(1, 1, nlags)
-        dh = grad_history(dys, dh_last, m, lmax)
-        dxw = zn.new_empty(steps, batch, 3 * hid)
-        dh_slots, dxs = dh.unbind(0), dxw.unbind(0)
-        pzns, dr_fs, zgs, hls, rrs = (b.unbind(0) for b in (pzn, drz[..., :hid], zg, hl_all, r_rep))
+        dxw = zn.new_empty(steps, batch, 3 * hid)  # dx_r[t] holds dh_t until step t reads it
+        dh0, dh_slots = grad_slots(dxw[..., :hid], dys, dh_last, m, lmax)
+        dxs = dxw.unbind(0)
         w_rz, w_n = w[:2 * hid], w[2 * hid:]
         _, mf, keep = mask_lists(m, zn.dtype)
-        for t in range(steps - 1, -1, -1):
-            g = carry_back(dh_slots, lmax + t, keep, mf, t)
-            dx = dxs[t]
-            torch.mul(pzns[t].view(batch, 2, hid), g.unsqueeze(1),
-                      out=dx[:, hid:].view(batch, 2, hid))  # dz_pre, dn_pre
-            drh = dx[:, 2 * hid:] @ w_n  # (B, K·H)
-            dr = (drh * hls[t]).view(batch, nlags, hid).sum(1)
-            torch.mul(dr, dr_fs[t], out=dx[:, :hid])
-            dhl = torch.addmm(drh * rrs[t], dx[:, :2 * hid], w_rz)
-            spread(dh_slots, t, dhl if rm is None else dhl * rm, lags, lmax)
-            dh_slots[lmax + t - 1].addcmul_(g, zgs[t])
-        dw = torch.cat([weight_grad(dxw[..., :2 * hid], hl_all),
+
+        def run_block(t0, t1):
+            """Steps t1-1 down to t0; the block's factors die on return, before the next block's."""
+            h_prev = hbuf[lmax - 1 + t0:lmax - 1 + t1]
+            rz, dr_pre = gru_factors(dxw[t0:t1], h_prev, zrz[t0:t1], zn[t0:t1], cfg)
+            r = rz[..., :hid]
+            r_rep = r if nlags == 1 else r.repeat(1, 1, nlags)  # (C, B, K·H)
+            hls = all_lags(hbuf, t1 - t0, lags, rm, t0).unbind(0)
+            dr_fs, zgs, rrs = dr_pre.unbind(0), rz[..., hid:].unbind(0), r_rep.unbind(0)
+            for t in range(t1 - 1, t0 - 1, -1):
+                j = t - t0
+                g = carry_back(dh_slots, lmax + t, keep, mf, t)
+                dh_slots[lmax + t - 1].addcmul_(g, zgs[j])  # before dx_r overwrites g
+                dx = dxs[t]
+                dx[:, hid:].view(batch, 2, hid).mul_(g.unsqueeze(1))  # dz_pre, dn_pre
+                drh = dx[:, 2 * hid:] @ w_n  # (B, K·H)
+                dr = (drh * hls[j]).view(batch, nlags, hid).sum(1)
+                torch.mul(dr, dr_fs[j], out=dx[:, :hid])
+                dhl = torch.addmm(drh * rrs[j], dx[:, :2 * hid], w_rz)
+                spread(dh_slots, t, dhl if rm is None else dhl * rm, lags, lmax)
+
+        for t0, t1 in blocks(steps):
+            run_block(t0, t1)
+        dw = torch.cat([lag_weight_grad(dxw[..., :2 * hid], hbuf, lags, rm),
                         weight_grad(dxw[..., 2 * hid:], rh)], dim=0)
-        return dxw, dh[:lmax].sum(0), dw, None, None, None
+        return dxw, dh0.sum(0), dw, None, None, None
 
 
 # -- FeedbackCell ------------------------------------------------------------------------------
@@ -473,9 +601,9 @@ class FeedbackScan(torch.autograd.Function):
         """xw (T, B, H + O): [A x_t + b, D x_t + b_o]; h0 (B, H), o0 (B, O) -> ys, h_T, o_T."""
         steps, lmax, hid = xw.shape[0], cfg.lags[-1], h0.shape[1]
         hbuf, obuf = history(h0, steps, lmax), history(o0, steps, 1)
-        z = xw.new_empty(steps, *h0.shape)
-        u = xw.new_empty(steps, *o0.shape)  # output pre-activations
-        hs, os_, zs, us, xs = (b.unbind(0) for b in (hbuf, obuf, z, u, xw))
+        z, zs = preactivations(xw, steps, h0.shape, cfg.act not in FROM_OUTPUT)
+        u, us = preactivations(xw, steps, o0.shape, cfg.out_act not in FROM_OUTPUT)  # of the outputs
+        hs, os_, xs = (b.unbind(0) for b in (hbuf, obuf, xw))
         ms = mask_lists(m, xw.dtype)[0]
         wt, w_oh_t, w_ho_t = w.t(), w_oh.t(), w_ho.t()
         for t in range(steps):
@@ -495,28 +623,30 @@ class FeedbackScan(torch.autograd.Function):
     def backward(ctx, dys, dh_last, do_last):
         z, u, hbuf, obuf, w, w_oh, w_ho, m, rm = ctx.saved_tensors
         cfg = ctx.cfg
-        lags, lmax, steps = cfg.lags, cfg.lags[-1], z.shape[0]
-        _, da = act_grad(cfg.act, z)
-        _, dou = act_grad(cfg.out_act, u)
-        dh = grad_history(dys, dh_last, m, lmax)
-        dz, du = torch.empty_like(z), torch.empty_like(u)
-        dh_slots, dzs, dus, das, dous = (b.unbind(0) for b in (dh, dz, du, da, dou))
-        _, mf, keep = mask_lists(m, z.dtype)
+        lags, lmax, (steps, batch, hid) = cfg.lags, cfg.lags[-1], dys.shape
+        dxw = dys.new_empty(steps, batch, hid + obuf.shape[2])  # [dz, du]
+        dz, du = dxw[..., :hid], dxw[..., hid:]  # dz[t] holds dh_t until step t reads it
+        dh0, dh_slots = grad_slots(dz, dys, dh_last, m, lmax)
+        dzs, dus = dh_slots[lmax:], du.unbind(0)
+        hs, os_ = hbuf.unbind(0), obuf.unbind(0)
+        _, mf, keep = mask_lists(m, dys.dtype)
         do_run = do_last.clone()
-        for t in range(steps - 1, -1, -1):
-            g = carry_back(dh_slots, lmax + t, keep, mf, t)
-            if keep is not None:
-                do_carry, do_run = do_run * keep[t], do_run * mf[t]
-            dut = torch.mul(do_run, dous[t], out=dus[t])
-            dzt = torch.mul(torch.addmm(g, dut, w_ho), das[t], out=dzs[t])
-            do_run = dzt @ w_oh
-            if keep is not None:
-                do_run += do_carry
-            recurrent_back(dh_slots, t, dzt, w, lags, lmax, rm)
-        dw = weight_grad(dz, all_lags(hbuf, steps, lags, rm))
+        for t0, t1 in blocks(steps):
+            das, dous = step_derivs(cfg.act, z, t0, t1), step_derivs(cfg.out_act, u, t0, t1)
+            for t in range(t1 - 1, t0 - 1, -1):
+                j = t - t0
+                g = carry_back(dh_slots, lmax + t, keep, mf, t)
+                if keep is not None:
+                    do_carry, do_run = do_run * keep[t], do_run * mf[t]
+                dut = scale(cfg.out_act, do_run, os_[t + 1], dous[j], dus[t])
+                dzt = scale(cfg.act, torch.addmm(g, dut, w_ho), hs[lmax + t], das[j], dzs[t])
+                do_run = dzt @ w_oh
+                if keep is not None:
+                    do_run += do_carry
+                recurrent_back(dh_slots, t, dzt, w, lags, lmax, rm)
+        dw = lag_weight_grad(dz, hbuf, lags, rm)
         dw_oh, dw_ho = weight_grad(dz, obuf[:-1]), weight_grad(du, hbuf[lmax:])
-        return (torch.cat([dz, du], dim=2), dh[:lmax].sum(0), do_run, dw, dw_oh, dw_ho,
-                None, None, None)
+        return dxw, dh0.sum(0), do_run, dw, dw_oh, dw_ho, None, None, None
 
 
 # -- the kernel --------------------------------------------------------------------------------
@@ -603,13 +733,14 @@ class FusedKernel:
             with torch.autocast(x.device.type, enabled=False):
                 return self.run(cell, x.float(), tuple(s.float() for s in state), mask,
                                 recurrent_mask)
-        xw = cell.project(x)  # (B, T, G·H)
         order = None
         if mask is not None and cell.lags != (1,) and not is_prefix(mask):
-            order = compaction(mask)
-            xw, mask = gather_time(xw, order), mask.gather(1, order)
+            order = compaction(mask)  # the projection is per step, so x can be reordered first
+            x, mask = gather_time(x, order), mask.gather(1, order)
+        # projected time-major: only the I-wide x is transposed, never the G·H-wide projection
+        xw = cell.project(x.transpose(0, 1).contiguous())  # (T, B, G·H)
         m = None if mask is None else mask.t().unsqueeze(-1)  # (T, B, 1)
-        ys, *final = _run_family(cell, xw.transpose(0, 1).contiguous(), state, m, recurrent_mask)
+        ys, *final = _run_family(cell, xw, state, m, recurrent_mask)
         ys = ys.transpose(0, 1)  # (B, T, H)
         if order is not None:
             ys = gather_time(ys, order.argsort(dim=1))

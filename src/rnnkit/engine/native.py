@@ -6,7 +6,11 @@ It runs the standard configurations only — SimpleCell with tanh or relu, LSTMC
 peepholes or coupling with sigmoid/tanh, GRUCell with reset_after=True and sigmoid/tanh, one lag,
 no recurrent mask — and takes the cell's parameters as they are: rnnkit's layout is torch's.
 rnnkit's LSTM and SimpleRNN have one bias; torch's second bias is passed as zeros.
-A mask must be post-padding (packable): it becomes a packed sequence.
+A mask must be post-padding (packable): it becomes a packed sequence, on GPU only (see
+``PACKED_ON_CPU``): on CPU masked scans go to the loop kernels.
+
+``run_layers`` runs several layers and/or both directions in one call (torch's ``num_layers``,
+``bidirectional``): Bidirectional and Stacked take it where it computes what their layers would.
 """
 
 from __future__ import annotations
@@ -20,6 +24,10 @@ from ..cells import GRUCell, LSTMCell, SimpleCell
 from .registry import ScanSpec, register
 
 _SIMPLE_MODES = {torch.tanh: "rnn_tanh", torch.relu: "rnn_relu"}
+# Packed sequences on CPU: off, because torch's packed backward there costs O(T²) (each step's
+# slice of the packed input back-propagates into a full-size zero tensor); the loop kernels run
+# masks in O(T). Tests switch it on to check the packed path against the reference.
+PACKED_ON_CPU = False
 
 
 def _lstm_reason(cell: LSTMCell) -> str:
@@ -84,6 +92,10 @@ class NativeKernel:
             return False, f"torch's fused ops have one lag, not lags={cell.lags}"
         if spec.has_recurrent_mask:
             return False, "torch's fused ops take no recurrent mask (recurrent dropout)"
+        if spec.has_mask and spec.device.type == "cpu" and not PACKED_ON_CPU:
+            return False, ("on CPU torch's packed-sequence backward costs O(T²) (LSTM, B=64, H=32: "
+                           "1.3 s at T=500 against 54 ms on the compiled kernel), so masks run "
+                           "on the loop kernels")
         if spec.has_mask and not spec.mask_packable:
             return False, ("the mask is not post-padding with >= 1 real step per row, "
                            "so it cannot be a packed sequence")
@@ -91,27 +103,62 @@ class NativeKernel:
 
     def run(self, cell, x, state, mask, recurrent_mask):
         """x (B, T, I), state tuple of (B, H) -> ys (B, T, H), final state tuple of (B, H)."""
-        weights, has_biases = _flat_weights(cell)
-        hx = tuple(s.unsqueeze(0) for s in state)  # (1, B, H) each: torch's (layers, B, H)
-        hx = hx if isinstance(cell, LSTMCell) else hx[0]
-        train = torch.is_grad_enabled()
-        if mask is None:
-            ys, *final = _op(cell)(x, hx, weights, has_biases, 1, 0.0, train, False, True)
-        else:
-            ys, final = _run_packed(cell, x, hx, weights, has_biases, mask, train)
-        return ys, tuple(f.squeeze(0) for f in final)
+        ys, finals = run_layers([cell], x, [state], mask)
+        return ys, finals[0]
 
 
-def _run_packed(cell, x, hx, weights, has_biases, mask, train):
+def _signature(cell) -> tuple:
+    """What cells sharing one fused call must agree on."""
+    return (type(cell), cell.hidden_size, cell.activation, cell.bias is None,
+            getattr(cell, "bias_hh", None) is None)
+
+
+def layers_reason(cells, spec: ScanSpec) -> str:
+    """Why ``run_layers`` cannot run ``cells`` in one call under ``spec``; '' when it can."""
+    for cell in cells:
+        ok, reason = NATIVE.supports(cell, spec)
+        if not ok:
+            return reason
+    if any(_signature(cell) != _signature(cells[0]) for cell in cells[1:]):
+        return "one native call needs cells of one type, size, activation and biases"
+    return ""
+
+
+def run_layers(cells, x: Tensor, states, mask: Tensor | None,
+               bidirectional: bool = False) -> tuple[Tensor, list[tuple[Tensor, ...]]]:
+    """Several layers and/or both directions in one torch._VF call.
+
+    cells: in torch's order, layer 0 forward, [layer 0 reverse,] layer 1 forward, ...; alike
+    (``layers_reason``), layer l > 0 taking the D·H features of layer l-1. states: each cell's
+    initial state, a tuple of (B, H). x (B, T, I); mask None or post-padding (B, T) bool: each
+    row then ends, and its reverse direction starts, at the row's own last real step.
+    Returns the last layer's ys (B, T, D·H) in time order, forward features first, zeros at
+    padding, and each cell's final state tuple, in the order of ``cells``.
+    """
+    weights, has_biases = [], False
+    for cell in cells:
+        flat, has_biases = _flat_weights(cell)
+        weights += flat  # per layer and direction: W_ih, W_hh[, b_ih, b_hh]
+    hx = tuple(torch.stack(s) for s in zip(*states))  # (L·D, B, H) each: torch's layout
+    hx = hx if isinstance(cells[0], LSTMCell) else hx[0]
+    op = _op(cells[0])
+    num_layers = len(cells) // (2 if bidirectional else 1)
+    args = (weights, has_biases, num_layers, 0.0, torch.is_grad_enabled(), bidirectional)
+    if mask is None:
+        ys, *final = op(x, hx, *args, True)
+    else:
+        ys, final = _run_packed(op, x, hx, args, mask)
+    return ys, list(zip(*(f.unbind(0) for f in final)))
+
+
+def _run_packed(op, x, hx, args, mask):
     """The packed-sequence path: rows end at their own length; padding outputs zeros."""
     lengths = mask.sum(dim=1).cpu()  # (B,)
     packed = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
     order, back = packed.sorted_indices, packed.unsorted_indices
     hx = tuple(h[:, order] for h in hx) if isinstance(hx, tuple) else hx[:, order]
-    ys, *final = _op(cell)(packed.data, packed.batch_sizes, hx, weights, has_biases, 1, 0.0,
-                           train, False)
-    out = packed._replace(data=ys)
-    ys, _ = pad_packed_sequence(out, batch_first=True, total_length=x.shape[1])
+    ys, *final = op(packed.data, packed.batch_sizes, hx, *args)
+    ys, _ = pad_packed_sequence(packed._replace(data=ys), batch_first=True, total_length=x.shape[1])
     return ys, [f[:, back] for f in final]
 
 

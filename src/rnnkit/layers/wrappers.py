@@ -15,9 +15,12 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from ..engine import native
+from ..engine.registry import ScanSpec
+from ..engine.scan import is_packable
 from ..errors import ConfigError, ShapeError
 from .base import Layer
-from .recurrent import RNN, SimpleRNN
+from .recurrent import GRU, LSTM, RNN, SimpleRNN
 
 MERGE_MODES = ("concat", "sum", "mul", "ave", None)
 
@@ -35,6 +38,34 @@ def clone_layer(layer: RNN, name: str, **overrides: Any) -> RNN:
     for key, value in overrides.items():
         setattr(new, key, value)
     return new
+
+
+def _plain(layer) -> bool:
+    """A SimpleRNN/LSTM/GRU whose forward is its scan and nothing else (no dropout drawn, no
+    readout, carried state, dilation or hooks): what one fused native call can stand in for."""
+    if type(layer) not in (SimpleRNN, LSTM, GRU):
+        return False
+    dropout = layer.training and (layer.dropout > 0 or layer.recurrent_dropout > 0)
+    hooked = (layer._forward_hooks or layer._forward_pre_hooks or layer._backward_hooks
+              or layer._backward_pre_hooks)
+    return (layer.built and layer.readout is None and not layer.has_feedback
+            and layer.dilation == 1 and not layer.stateful
+            and layer.backend in ("auto", "native") and not dropout and not hooked)
+
+
+def _native_mask(layers, x, mask: Tensor | None) -> tuple[bool, Tensor | None]:
+    """Whether one native call (``native.run_layers``) computes exactly what calling ``layers``
+    one by one does on x (B, T, I) and mask, and the mask to give it (None: all steps real)."""
+    if not all(_plain(layer) for layer in layers):
+        return False, None
+    if mask is not None:
+        if mask.dtype != torch.bool or tuple(mask.shape) != tuple(x.shape[:2]):
+            return False, None  # the layers' own path multiplies by it, or raises the error
+        mask = None if bool(mask.all()) else mask
+    spec = ScanSpec(has_mask=mask is not None, has_recurrent_mask=False, device=x.device,
+                    dtype=x.dtype, batch=x.shape[0], steps=x.shape[1],
+                    mask_packable=mask is not None and is_packable(mask))
+    return not native.layers_reason([layer.cell for layer in layers], spec), mask
 
 
 class Bidirectional(Layer):
@@ -83,17 +114,50 @@ class Bidirectional(Layer):
         if initial_state is not None:
             half = len(initial_state) // 2
             init_f, init_b = initial_state[:half], initial_state[half:]
-        fwd = self.forward_layer(x, mask=mask, initial_state=init_f)
-        bwd = self.backward_layer(x, mask=mask, initial_state=init_b)
-        if self.return_state:
-            (fwd, *states_f), (bwd, *states_b) = fwd, bwd
-        if self.return_sequences:
-            bwd = bwd.flip(1)  # the backward layer returns its outputs in processing order
-        out = self.merge(fwd, bwd)
+        fused, native_mask = self.fusable(x, mask)
+        if fused:
+            out, states_f, states_b = self.run_native(x, native_mask, init_f, init_b)
+        else:
+            out, states_f, states_b = self.run_separately(x, mask, init_f, init_b)
         if not self.return_state:
             return out
         head = out if isinstance(out, list) else [out]
         return [*head, *states_f, *states_b]
+
+    def fusable(self, x: Tensor, mask: Tensor | None) -> tuple[bool, Tensor | None]:
+        """Whether both directions can run in one native call: a forward layer and its
+        go_backwards twin; and the mask for that call."""
+        f, b = self.forward_layer, self.backward_layer
+        ok, native_mask = _native_mask([f, b], x, mask)
+        ok = ok and not f.go_backwards and b.go_backwards and f.return_state == b.return_state
+        return ok, native_mask
+
+    def run_native(self, x, mask, init_f, init_b):
+        """Both directions in one torch._VF call (packed under a mask): merged output, states."""
+        f, b = self.forward_layer, self.backward_layer
+        f.check_input_shape(tuple(x.shape))
+        starts = [f.start_state(x, init_f), b.start_state(x, init_b)]
+        ys, (states_f, states_b) = native.run_layers([f.cell, b.cell], x, starts, mask,
+                                                     bidirectional=True)  # (B, T, 2H)
+        f.last_kernel = b.last_kernel = native.NATIVE.name
+        if not self.return_sequences:
+            out = self.merge(states_f[0], states_b[0])
+        elif self.merge_mode == "concat":
+            out = ys  # already [forward, backward] along the last axis
+        else:
+            out = self.merge(*ys.split(f.units, dim=-1))
+        return out, states_f, states_b
+
+    def run_separately(self, x, mask, init_f, init_b):
+        """The two layers one after the other: merged output, states."""
+        fwd = self.forward_layer(x, mask=mask, initial_state=init_f)
+        bwd = self.backward_layer(x, mask=mask, initial_state=init_b)
+        states_f = states_b = ()
+        if self.return_state:
+            (fwd, *states_f), (bwd, *states_b) = fwd, bwd
+        if self.return_sequences:
+            bwd = bwd.flip(1)  # the backward layer returns its outputs in processing order
+        return self.merge(fwd, bwd), states_f, states_b
 
     @property
     def last_kernel(self) -> str | None:
@@ -160,11 +224,33 @@ class Stacked(Layer):
             shape = layer.compute_output_shape(shape)
 
     def forward(self, x: Tensor, mask: Tensor | None = None):
+        fused, native_mask = self.fusable(x, mask)
+        if fused:
+            return self.run_native(x, native_mask)
         for layer in self.layers:
             y = layer(x, mask=mask)
             mask = layer.compute_mask(x, mask)
             x = y
         return x
+
+    def fusable(self, x: Tensor, mask: Tensor | None) -> tuple[bool, Tensor | None]:
+        """Whether the layers can run as one native call of ``len(layers)`` layers, and the mask
+        for that call: all going forwards, only the last returning its state."""
+        layers = list(self.layers)
+        ok, native_mask = _native_mask(layers, x, mask)
+        ok = ok and len(layers) > 1 and not any(layer.go_backwards for layer in layers)
+        return ok and not any(layer.return_state for layer in layers[:-1]), native_mask
+
+    def run_native(self, x: Tensor, mask: Tensor | None):
+        """Every layer in one torch._VF call (packed under a mask)."""
+        first, last = self.layers[0], self.layers[-1]
+        first.check_input_shape(tuple(x.shape))
+        starts = [layer.start_state(x, None) for layer in self.layers]
+        ys, finals = native.run_layers([layer.cell for layer in self.layers], x, starts, mask)
+        for layer in self.layers:
+            layer.last_kernel = native.NATIVE.name
+        out = ys if last.return_sequences else finals[-1][0]  # (B, T, H) or (B, H)
+        return [out, *finals[-1]] if last.return_state else out
 
     def compute_mask(self, x: Tensor, mask: Tensor | None) -> Tensor | None:
         return mask if self.return_sequences else None
