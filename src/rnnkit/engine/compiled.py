@@ -53,9 +53,11 @@ PEEPHOLE_CODES = {None: 0, "full": 1, "diagonal": 2}
 _BUILD_ERRORS = (RuntimeError, OSError, ImportError, subprocess.SubprocessError)
 # Threads split the batch (one chunk of rows each, the whole time loop per thread) while the
 # recurrent weight fits this budget; above it every thread would stream the weight through its own
-# cache each step, so the loop runs once on all rows and BLAS threads each GEMM instead
-# (measured in benchmarks/NOTES.md: LSTM with lags (1, 2) at H=256 has a 2 MiB weight).
-SPLIT_BATCH_MAX_BYTES = 1 << 20
+# cache each step, so the loop runs once on all rows and BLAS threads each GEMM instead.
+# Measured on 2 cores (benchmarks/NOTES.md): splitting wins at H=32 and H=128 (weights up to
+# 512 KiB), one loop wins at H=256 (LSTM 1 MiB: 0.91 vs 0.95 of torch.nn.LSTM; lags (1, 2) 2 MiB:
+# 1.34 vs 1.49).
+SPLIT_BATCH_MAX_BYTES = 512 << 10
 
 
 def split_batch(w: Tensor) -> bool:
