@@ -16,6 +16,7 @@ from ..errors import ConfigError, NotBuiltError, ShapeError
 from ..layers.base import Layer, auto_name
 from ..training import callbacks as _callbacks
 from ..training import checkpoint as _checkpoint
+from ..training import denormals as _denormals
 from ..training import distributed as _distributed
 from ..training import guard as _guard
 from ..training import losses as _losses
@@ -73,12 +74,15 @@ class Model(nn.Module):
 
     # -- compile -------------------------------------------------------------------------------
     def compile(self, optimizer="rmsprop", loss=None, metrics=None, loss_weights=None,
-                precision: str = "32") -> None:
+                precision: str = "32", flush_denormals: bool = True) -> None:
         """Resolve the optimizer, loss and metrics by name; nothing is built yet.
 
         ``precision``: '32', 'bf16' (autocast, CPU and GPU) or 'fp16' (autocast with a gradient
-        scaler, GPU only); see ``training/precision.py``."""
+        scaler, GPU only); see ``training/precision.py``. ``flush_denormals``: fit treats floats
+        below 1.2e-38 as zero on every CPU thread while it runs, as TensorFlow and XLA do
+        (``training/denormals.py``: the lecture's IMDB LSTM trains 3.7x faster on some CPUs)."""
         self.precision = _precision.Precision(precision)
+        self.flush_denormals = bool(flush_denormals)
         self.optimizer = _optimizers.get(optimizer)
         self.loss = None if loss is None else _losses.get(loss)
         if isinstance(metrics, (str, _metrics.Metric)) or callable(metrics):
@@ -158,6 +162,18 @@ class Model(nn.Module):
         (``training/tbptt.py``).
         """
         self._require_compiled("fit")
+        with _denormals.flush_denormals(self._flushing()):
+            return self._fit(x, y, batch_size, epochs, verbose, callbacks, validation_split,
+                             validation_data, shuffle, steps_per_epoch, validation_steps,
+                             initial_epoch, sample_weight, on_nan, nan_lr_factor, seed,
+                             checkpoint_dir, checkpoint_every, resume, strategy, tbptt)
+
+    def _flushing(self) -> bool:
+        return getattr(self, "flush_denormals", True)
+
+    def _fit(self, x, y, batch_size, epochs, verbose, callbacks, validation_split, validation_data,
+             shuffle, steps_per_epoch, validation_steps, initial_epoch, sample_weight, on_nan,
+             nan_lr_factor, seed, checkpoint_dir, checkpoint_every, resume, strategy, tbptt):
         self._strategy = _distributed.detect(strategy)
         if tbptt is not None:
             return _tbptt.fit_tbptt(self, x, y, tbptt, epochs, _verbosity(verbose), callbacks)
