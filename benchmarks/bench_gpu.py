@@ -15,11 +15,11 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 
+import bench_kernels
 import torch
 from common import interleaved, table, verdict
 
 from rnnkit import layers
-from rnnkit.cells import GRUCell, LSTMCell, SimpleCell
 from rnnkit.engine import ScanSpec, kernels, scan
 
 BATCHES = (1, 16, 64, 256)
@@ -38,14 +38,9 @@ def timed(fn: Callable[[], torch.Tensor], device: torch.device) -> Callable[[], 
 
 
 def families(h: int) -> dict:
-    return {
-        "LSTM peephole full": LSTMCell(h, h, peephole="full"),
-        "LSTM peephole diagonal": LSTMCell(h, h, peephole="diagonal"),
-        "LSTM coupled": LSTMCell(h, h, coupled=True),
-        "GRU reset_after=False": GRUCell(h, h, reset_after=False),
-        "SimpleRNN lags=(1, 2)": SimpleCell(h, h, lags=(1, 2)),
-        "LSTM lags=(1, 2)": LSTMCell(h, h, lags=(1, 2)),
-    }
+    """bench_kernels' families (I=H) that the gpu kernel takes: all but feedback and linear."""
+    return {name: cell for name, cell in bench_kernels.families(h, h).items()
+            if not name.startswith(("feedback", "linear"))}
 
 
 def runs_on(kernel: str, cell, x: torch.Tensor) -> bool:

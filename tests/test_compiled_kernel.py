@@ -61,14 +61,6 @@ def test_compiled_matches_reference_float32(cell_name, case, monkeypatch):
     assert_compiled_matches_reference(cell_name, case, torch.float32, monkeypatch)
 
 
-@pytest.fixture
-def two_threads():
-    before = torch.get_num_threads()
-    torch.set_num_threads(2)
-    yield
-    torch.set_num_threads(before)
-
-
 THREADED_CELLS = ["tanh", "peephole_full", "peephole_diag", "coupled", "gru", "gru_reset_before"]
 THREADED_CASES = ["mask", "lags_mask", "rmask", "reverse_mask", "dilation"]
 

@@ -14,12 +14,10 @@ from rnnkit.training.callbacks import Callback
 DENORMAL_BITS = 0x000AE398  # a float32 of about 1e-39: below the smallest normal, 1.18e-38
 
 
-@pytest.fixture
-def two_threads():
-    before = torch.get_num_threads()
-    torch.set_num_threads(2)
+@pytest.fixture(autouse=True)
+def unflushed_after(two_threads):
+    """Two threads (the conftest fixture), and torch's default flags again after each test."""
     yield
-    torch.set_num_threads(before)
     denormals.set_flush_denormal(False)
 
 

@@ -202,13 +202,14 @@ def _roles(cell) -> dict[str, object]:
     return {n: getattr(cell, n) for n in names if hasattr(cell, n)}
 
 
-def cell_reason(cell) -> str:
-    """Why the compiled families cannot run this cell, or '' when they can."""
+def cell_reason(cell, kernel: str = "compiled") -> str:
+    """Why the compiled families cannot run this cell, or '' when they can. The gpu kernel runs
+    the same families (``kernel`` names the one asking)."""
     if type(cell) not in (SimpleCell, LSTMCell, GRUCell):
-        return f"no compiled family for {type(cell).__name__} (SimpleCell, LSTMCell, GRUCell only)"
+        return f"no {kernel} family for {type(cell).__name__} (SimpleCell, LSTMCell, GRUCell only)"
     for role, fn in _roles(cell).items():
         if fn not in ACTIVATION_CODES:
-            return (f"{role}={activations.name_of(fn)!r}: the compiled kernel takes linear, tanh, "
+            return (f"{role}={activations.name_of(fn)!r}: the {kernel} kernel takes linear, tanh, "
                     "sigmoid and relu")
     return ""
 

@@ -29,8 +29,8 @@ import os
 import torch
 from torch import Tensor
 
-from .. import activations
 from ..cells import GRUCell, LSTMCell, SimpleCell
+from . import compiled
 from .fused import (
     all_lags,
     compaction,
@@ -47,7 +47,7 @@ from .fused import (
 )
 from .registry import ScanSpec, register
 
-ACTIVATION_CODES = {activations.linear: 0, torch.tanh: 1, torch.sigmoid: 2, torch.relu: 3}
+ACTIVATION_CODES = compiled.ACTIVATION_CODES
 DTYPES = (torch.float32, torch.float64)
 
 
@@ -289,15 +289,8 @@ class GPUGRUResetBefore(torch.autograd.Function):
 
 # -- which cells -----------------------------------------------------------------------------------
 def cell_reason(cell) -> str:
-    """Why the gpu families cannot run this cell, or '' when they can."""
-    if type(cell) not in (SimpleCell, LSTMCell, GRUCell):
-        return f"no gpu family for {type(cell).__name__} (SimpleCell, LSTMCell, GRUCell only)"
-    for role in ("activation", "recurrent_activation"):
-        fn = getattr(cell, role, None)
-        if fn is not None and fn not in ACTIVATION_CODES:
-            return (f"{role}={activations.name_of(fn)!r}: the gpu kernel takes linear, tanh, "
-                    "sigmoid and relu")
-    return ""
+    """Why the gpu families (the compiled kernel's) cannot run this cell, or '' when they can."""
+    return compiled.cell_reason(cell, "gpu")
 
 
 def _config(cell) -> dict:
