@@ -17,22 +17,17 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import statistics
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 from bench_kernels import SHAPES, families
-from common import fwd_bwd, interleaved, machine, setup, table, verdict
+from common import fwd_bwd, interleaved, machine, marked, setup, table, verdict, write_marked
 
 from rnnkit.cells import FeedbackCell, GRUCell, LSTMCell
 from rnnkit.engine import scan
 
-DOC = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
-NOTES = Path(__file__).parent / "NOTES.md"
-BEGIN, END = "<!-- bench_floor: begin -->", "<!-- bench_floor: end -->"
 FWD, STEP_FWD, STEP_BWD, BWD = "forward, once", "forward, per step", "backward, per step", "backward, once"
 PHASES = (FWD, STEP_FWD, STEP_BWD, BWD)
 
@@ -263,21 +258,7 @@ def run(rounds: int = 5) -> str:
 
 
 def section(text: str) -> str:
-    return f"{BEGIN}\n{text}\n{END}"
-
-
-def write_section(text: str) -> None:
-    """Replace this script's section of docs/benchmarks.md, or add it before the notes."""
-    doc = DOC.read_text() if DOC.exists() else "# Benchmarks\n"
-    new = section(text)
-    notes = NOTES.read_text().strip() if NOTES.exists() else ""
-    if BEGIN in doc and END in doc:
-        doc = re.sub(re.escape(BEGIN) + r".*?" + re.escape(END), lambda _: new, doc, flags=re.S)
-    elif notes and notes in doc:
-        doc = doc.replace(notes, new + "\n\n" + notes, 1)
-    else:
-        doc = doc.rstrip("\n") + "\n\n" + new + "\n"
-    DOC.write_text(doc)
+    return marked("bench_floor", text)
 
 
 def main() -> None:
@@ -288,7 +269,7 @@ def main() -> None:
     text = run(rounds=2 if args.quick else 5)
     print(text)
     if not args.no_write:
-        write_section(text)
+        write_marked("bench_floor", text)
 
 
 if __name__ == "__main__":

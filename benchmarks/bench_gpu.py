@@ -17,7 +17,7 @@ from collections.abc import Callable
 
 import bench_kernels
 import torch
-from common import interleaved, table, verdict
+from common import interleaved, marked, table, verdict
 
 from rnnkit import layers
 from rnnkit.engine import ScanSpec, kernels, scan
@@ -105,8 +105,7 @@ def run(rounds: int = 5, ref_rounds: int = 2, device: str | None = None,
             std += standard(b, h, dev, rounds)
             oth += others(b, h, dev, rounds, ref_rounds)
     where = torch.cuda.get_device_name(dev) if dev.type == "cuda" else "CPU (script check only)"
-    return "\n\n".join([
-        f"<!-- {MARK}: begin -->",
+    return marked(MARK, "\n\n".join([
         f"### GPU: {where}, T={STEPS}, I=H, forward+backward (ms, median)",
         "Standard cells, torch.nn (cuDNN) vs rnnkit layers (native kernel):",
         table(["B", "H", "cell", "torch.nn", "rnnkit", "ratio", "<= 1.05x"], std),
@@ -114,21 +113,19 @@ def run(rounds: int = 5, ref_rounds: int = 2, device: str | None = None,
         "vs torch.nn.LSTM (cuDNN); speed-up is over the reference loop:",
         table(["B", "H", "family", "torch.nn.LSTM", "gpu", "fused", "vs LSTM", "<= 1.5x",
                "reference", "speed-up"], oth),
-        f"Command: `python benchmarks/bench_gpu.py`.\n<!-- {MARK}: end -->",
-    ])
+        "Command: `python benchmarks/bench_gpu.py`.",
+    ]))
 
 
 def placeholder() -> str:
-    return "\n".join([
-        f"<!-- {MARK}: begin -->",
+    return marked(MARK, "\n".join([
         "### GPU",
         "",
         "No GPU has been available to this project's runs, so the cuDNN and gpu-kernel tables "
         "(`python benchmarks/bench_gpu.py`, batch 1-256, hidden 32-1024) are not measured yet. "
         "The gpu kernel's numbers are verified on CPU in Triton's interpreter "
         "(tests/test_gpu_kernel.py); its speed is unknown.",
-        f"<!-- {MARK}: end -->",
-    ])
+    ]))
 
 
 def main() -> None:

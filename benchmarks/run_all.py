@@ -23,12 +23,9 @@ import bench_kernels  # noqa: E402
 import bench_memory  # noqa: E402
 import bench_parallel  # noqa: E402
 import torch  # noqa: E402
-from common import machine  # noqa: E402
+from common import DOC, NOTES, machine  # noqa: E402
 
 from rnnkit.engine import kernels  # noqa: E402
-
-DOC = pathlib.Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
-NOTES = pathlib.Path(__file__).parent / "NOTES.md"
 
 
 def compiled_status() -> str:

@@ -14,15 +14,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import resource
 import subprocess
 import sys
-from pathlib import Path
 
 B, I, H, K = 16, 8, 64, 100
-DOC = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
-BEGIN, END = "<!-- tbptt_memory: begin -->", "<!-- tbptt_memory: end -->"
 
 
 def one_run(steps: int, tbptt: bool) -> dict:
@@ -73,17 +69,6 @@ def table(lengths: list[int]) -> str:
     return "\n".join(rows)
 
 
-def write_section(text: str) -> None:
-    doc = DOC.read_text() if DOC.exists() else "# Benchmarks\n"
-    section = f"{BEGIN}\n{text}\n{END}"
-    if BEGIN in doc and END in doc:
-        doc = re.sub(re.escape(BEGIN) + r".*?" + re.escape(END), lambda _: section, doc,
-                     flags=re.S)
-    else:
-        doc = doc.rstrip("\n") + "\n\n" + section + "\n"
-    DOC.write_text(doc)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="shorter series")
@@ -96,7 +81,9 @@ def main() -> None:
     lengths = [500, 1000, 2000] if args.quick else [500, 1000, 2000, 4000, 8000]
     text = table(lengths)
     if not args.no_write:
-        write_section(text)
+        from common import write_marked
+
+        write_marked("tbptt_memory", text)
 
 
 if __name__ == "__main__":
