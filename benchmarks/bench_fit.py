@@ -78,9 +78,15 @@ print(json.dumps((time.perf_counter() - start) * 1e3 / n))
 """
 
 
+def keras_python(backend: str) -> str:
+    """The interpreter for a Keras run: this one, or $RNNKIT_KERAS_PYTHON_<BACKEND> (say a venv
+    with tensorflow-cpu, kept out of the project's own because of its size)."""
+    return os.environ.get(f"RNNKIT_KERAS_PYTHON_{backend.upper()}", sys.executable)
+
+
 def keras_ms(backend: str, batches: int) -> float | None:
     env = dict(os.environ, KERAS_BACKEND=backend, OMP_NUM_THREADS=str(THREADS))
-    proc = subprocess.run([sys.executable, "-c", KERAS_SCRIPT, str(batches)], env=env,
+    proc = subprocess.run([keras_python(backend), "-c", KERAS_SCRIPT, str(batches)], env=env,
                           capture_output=True, text=True, timeout=600)
     return json.loads(proc.stdout.strip().splitlines()[-1]) if proc.returncode == 0 else None
 
