@@ -30,6 +30,7 @@ reused from there. When the build fails, ``supports`` says "C++ extension unavai
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import pathlib
@@ -41,7 +42,7 @@ from torch import Tensor
 
 from .. import activations
 from ..cells import GRUCell, LSTMCell, SimpleCell
-from .fused import compaction, first_order_only, gather_time, is_prefix
+from .fused import first_order_only, run_time_major
 from .registry import ScanSpec, register
 
 log = logging.getLogger(__name__)
@@ -225,6 +226,16 @@ def _config(cell) -> dict:
     return cfg
 
 
+def _family(ops, cell, xw, state, mask, recurrent_mask):
+    """run_time_major's family for this kernel: float (T, B) masks, contiguous states, and xw
+    (T·B, G·H) owned outright, since the LSTM families write their gates into it."""
+    if xw._base is not None or not xw.is_contiguous():
+        xw = xw.clone(memory_format=torch.contiguous_format)
+    m = None if mask is None else mask.t().to(xw.dtype).contiguous()  # (T, B)
+    rm = None if recurrent_mask is None else recurrent_mask.to(xw.dtype).contiguous()
+    return _run_family(ops, cell, xw, tuple(s.contiguous() for s in state), m, rm)
+
+
 def _run_family(ops, cell, xw, state, m, rm):
     """xw (T·B, G·H) rows time-major, m (T, B) float or None -> ys (T, B, H), final state."""
     cfg = _config(cell)
@@ -265,29 +276,8 @@ class CompiledKernel:
 
     def run(self, cell, x, state, mask, recurrent_mask):
         """x (B, T, I), state tuple of (B, H) -> ys (B, T, H), final state tuple."""
-        if torch.is_autocast_enabled(x.device.type):
-            # as the fused kernel: the hand-written backward is written for one dtype
-            with torch.autocast(x.device.type, enabled=False):
-                return self.run(cell, x.float(), tuple(s.float() for s in state), mask,
-                                recurrent_mask)
         ops, _ = self.ops()
-        order = None
-        if mask is not None and cell.lags != (1,) and not is_prefix(mask):
-            order = compaction(mask)  # lags read slot L+t-l, exact once real steps come first
-            x, mask = gather_time(x, order), mask.gather(1, order)  # the projection is per step
-        # projected time-major, rows (T·B, G·H): the GEMM writes the layout the loop reads, so
-        # neither the projection nor its gradient is ever transposed at G·H width
-        xw = cell.project(x.transpose(0, 1).reshape(-1, x.shape[-1]))
-        if xw._base is not None or not xw.is_contiguous():  # the LSTM writes it in place
-            xw = xw.clone(memory_format=torch.contiguous_format)
-        m = None if mask is None else mask.t().to(xw.dtype).contiguous()  # (T, B)
-        rm = None if recurrent_mask is None else recurrent_mask.to(xw.dtype).contiguous()
-        state = tuple(s.contiguous() for s in state)
-        ys, *final = _run_family(ops, cell, xw, state, m, rm)
-        ys = ys.transpose(0, 1)  # (B, T, H)
-        if order is not None:
-            ys = gather_time(ys, order.argsort(dim=1))
-        return ys, tuple(final)
+        return run_time_major(functools.partial(_family, ops), cell, x, state, mask, recurrent_mask)
 
 
 COMPILED = register(CompiledKernel())

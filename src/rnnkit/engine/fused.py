@@ -680,6 +680,12 @@ def _cell_reason(cell) -> str:
     return ""
 
 
+def _family(cell, xw, state, mask, rm):
+    """run_time_major's family for this kernel: (T, B, G·H) inputs, a (T, B, 1) bool mask."""
+    m = None if mask is None else mask.t().unsqueeze(-1)
+    return _run_family(cell, xw.view(-1, state[0].shape[0], xw.shape[-1]), state, m, rm)
+
+
 def _run_family(cell, xw, state, m, rm):
     """Dispatch to the family's Function: xw (T, B, G·H) time-major -> ys (T, B, H), state."""
     lags = cell.lags
@@ -717,6 +723,34 @@ def gather_time(x: Tensor, order: Tensor) -> Tensor:
     return x.gather(1, order.unsqueeze(-1).expand_as(x))
 
 
+def run_time_major(family, cell, x: Tensor, state, mask: Tensor | None,
+                   recurrent_mask: Tensor | None) -> tuple[Tensor, tuple[Tensor, ...]]:
+    """The frame every loop kernel (fused, compiled, gpu) runs its families in.
+
+    Mixed precision upcasts to float32 (a hand-written backward is written for one dtype, as
+    autocast runs its own precision-sensitive ops); under lags a mask that is not post-padding is
+    compacted (the projection is per step, so x is reordered first); the input projection is one
+    GEMM written time-major, (T·B, G·H) rows, so only the I-wide x is ever transposed; the outputs
+    go back to (B, T, H) in the input's order.
+    family(cell, xw (T·B, G·H), state, mask (B, T) bool or None, recurrent_mask) -> ys (T, B, H),
+    *final state.
+    """
+    if torch.is_autocast_enabled(x.device.type):
+        with torch.autocast(x.device.type, enabled=False):
+            return run_time_major(family, cell, x.float(), tuple(s.float() for s in state), mask,
+                                  recurrent_mask)
+    order = None
+    if mask is not None and cell.lags != (1,) and not is_prefix(mask):
+        order = compaction(mask)  # lags read slot L+t-l, exact once real steps come first
+        x, mask = gather_time(x, order), mask.gather(1, order)
+    xw = cell.project(x.transpose(0, 1).reshape(-1, x.shape[-1]))
+    ys, *final = family(cell, xw, state, mask, recurrent_mask)
+    ys = ys.transpose(0, 1)  # (B, T, H)
+    if order is not None:
+        ys = gather_time(ys, order.argsort(dim=1))
+    return ys, tuple(final)
+
+
 class FusedKernel:
     name = "fused"
     rank = 50
@@ -727,24 +761,7 @@ class FusedKernel:
 
     def run(self, cell, x, state, mask, recurrent_mask):
         """x (B, T, I), state tuple of (B, ·) -> ys (B, T, H), final state tuple."""
-        if torch.is_autocast_enabled(x.device.type):
-            # the hand-written backward is written for one dtype: under mixed precision the
-            # recurrence runs in float32 (upcast), as autocast runs its own precision-sensitive ops
-            with torch.autocast(x.device.type, enabled=False):
-                return self.run(cell, x.float(), tuple(s.float() for s in state), mask,
-                                recurrent_mask)
-        order = None
-        if mask is not None and cell.lags != (1,) and not is_prefix(mask):
-            order = compaction(mask)  # the projection is per step, so x can be reordered first
-            x, mask = gather_time(x, order), mask.gather(1, order)
-        # projected time-major: only the I-wide x is transposed, never the G·H-wide projection
-        xw = cell.project(x.transpose(0, 1).contiguous())  # (T, B, G·H)
-        m = None if mask is None else mask.t().unsqueeze(-1)  # (T, B, 1)
-        ys, *final = _run_family(cell, xw, state, m, recurrent_mask)
-        ys = ys.transpose(0, 1)  # (B, T, H)
-        if order is not None:
-            ys = gather_time(ys, order.argsort(dim=1))
-        return ys, tuple(final)
+        return run_time_major(_family, cell, x, state, mask, recurrent_mask)
 
 
 FUSED = register(FusedKernel())

@@ -23,6 +23,7 @@ takes it on CPU. ``triton_cells`` (and with it triton) is imported at the first 
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import os
 
@@ -33,15 +34,13 @@ from ..cells import GRUCell, LSTMCell, SimpleCell
 from . import compiled
 from .fused import (
     all_lags,
-    compaction,
     first_order_only,
-    gather_time,
     grad_history,
     history,
-    is_prefix,
     lag_at,
     peephole_weight_grad,
     recurrent_back,
+    run_time_major,
     spread,
     weight_grad,
 )
@@ -302,6 +301,14 @@ def _config(cell) -> dict:
     return cfg
 
 
+def _family(ops, cell, xw, state, mask, recurrent_mask):
+    """run_time_major's family for this kernel: (T, B, G·H) inputs, float (T, B) masks."""
+    xw = xw.view(-1, state[0].shape[0], xw.shape[-1])
+    m = None if mask is None else mask.t().to(xw.dtype).contiguous()  # (T, B)
+    rm = None if recurrent_mask is None else recurrent_mask.to(xw.dtype)
+    return _run_family(ops, cell, xw, tuple(s.contiguous() for s in state), m, rm)
+
+
 def _run_family(ops, cell, xw, state, m, rm):
     """xw (T, B, G·H) time-major, m (T, B) float or None -> ys (T, B, H), final state."""
     cfg = _config(cell)
@@ -342,25 +349,8 @@ class GPUKernel:
 
     def run(self, cell, x, state, mask, recurrent_mask):
         """x (B, T, I), state tuple of (B, H) -> ys (B, T, H), final state tuple."""
-        if torch.is_autocast_enabled(x.device.type):
-            # as the fused kernel: the hand-written backward is written for one dtype
-            with torch.autocast(x.device.type, enabled=False):
-                return self.run(cell, x.float(), tuple(s.float() for s in state), mask,
-                                recurrent_mask)
         ops = self.ops()
-        xw = cell.project(x)  # (B, T, G·H)
-        order = None
-        if mask is not None and cell.lags != (1,) and not is_prefix(mask):
-            order = compaction(mask)  # lags read slot L+t-l, exact once real steps come first
-            xw, mask = gather_time(xw, order), mask.gather(1, order)
-        m = None if mask is None else mask.t().to(xw.dtype).contiguous()  # (T, B)
-        rm = None if recurrent_mask is None else recurrent_mask.to(xw.dtype)
-        state = tuple(s.contiguous() for s in state)
-        ys, *final = _run_family(ops, cell, xw.transpose(0, 1).contiguous(), state, m, rm)
-        ys = ys.transpose(0, 1)  # (B, T, H)
-        if order is not None:
-            ys = gather_time(ys, order.argsort(dim=1))
-        return ys, tuple(final)
+        return run_time_major(functools.partial(_family, ops), cell, x, state, mask, recurrent_mask)
 
 
 GPU = register(GPUKernel())
