@@ -51,22 +51,74 @@ def _model(**compile_args):
     return model
 
 
-@pytest.mark.parametrize("flush", [True, False])
-def test_fit_flushes_while_it_runs_and_restores(flush, two_threads, monkeypatch):
-    seen = []
-    real = denormals.set_flush_denormal
-    monkeypatch.setattr(denormals, "set_flush_denormal", lambda on: seen.append(on) or real(on))
-    model = _model(flush_denormals=flush)
+SMALLEST = 5e-324  # the smallest positive float64, a denormal: a flushing thread reads it as 0
 
-    class Probe(Callback):  # reads the flags inside fit
-        def on_epoch_end(self, epoch, logs=None):
-            seen.append(surviving_denormals())
+
+def require_every_thread():
+    if not denormals.set_flush_denormal(True):
+        pytest.skip("no FTZ/DAZ or no libgomp here: only the calling thread can be set")
+    denormals.set_flush_denormal(False)
+
+
+def python_floats_are_ieee() -> bool:
+    """Python's own arithmetic on the calling thread keeps denormals (no DAZ there)."""
+    return SMALLEST * 1.0 > 0.0 and repr(SMALLEST) == "5e-324"
+
+
+@pytest.mark.parametrize("flush", [True, False])
+def test_fit_flushes_its_steps_on_every_thread_and_restores(flush, two_threads, monkeypatch):
+    require_every_thread()
+    model = _model(flush_denormals=flush)
+    in_steps, in_callbacks = [], []
+    train_step = model.train_step
+
+    def probed_step(batch):  # reads the flags where the step computes
+        in_steps.append(surviving_denormals())
+        return train_step(batch)
+
+    monkeypatch.setattr(model, "train_step", probed_step)
+
+    class Probe(Callback):  # reads the flags where user code runs
+        def on_train_batch_end(self, batch, logs=None):
+            in_callbacks.append((python_floats_are_ieee(), surviving_denormals()))
 
     x, y = np.random.rand(8, 5, 3).astype("float32"), np.random.rand(8, 1).astype("float32")
-    model.fit(x, y, epochs=1, verbose=0, callbacks=[Probe()])
-    if flush:
-        assert seen[0] is True and seen[-1] is False
-        assert seen[1] == 0  # flushed inside fit, on every thread
-    else:
-        assert seen == [1 << 21]
-    assert surviving_denormals() == 1 << 21  # torch's default again afterwards
+    model.fit(x, y, batch_size=4, epochs=1, verbose=0, callbacks=[Probe()])
+    assert in_steps == [0, 0] if flush else in_steps == [1 << 21] * 2
+    assert all(ieee for ieee, _ in in_callbacks)  # callbacks never see flushed Python floats
+    if flush:  # between steps the workers stay flushed (half the op), the calling thread does not
+        assert all(0 < left < 1 << 21 for _, left in in_callbacks)
+    assert surviving_denormals() == 1 << 21 and python_floats_are_ieee()  # default afterwards
+
+
+def test_fit_messages_print_denormal_arguments_exactly():
+    """What broke CI once: a refusal formatted on a flushing thread printed 5e-324 as 0.0."""
+    from rnnkit.errors import ConfigError
+    x, y = np.random.rand(8, 5, 3).astype("float32"), np.random.rand(8, 1).astype("float32")
+    with pytest.raises(ConfigError, match="got 5e-324"):
+        _model().fit(x, y, batch_size=SMALLEST, verbose=0)
+
+
+def test_evaluate_outside_fit_leaves_the_flags_alone(monkeypatch):
+    model = _model()
+    x, y = np.random.rand(8, 5, 3).astype("float32"), np.random.rand(8, 1).astype("float32")
+    seen = []
+    test_step = model.test_step
+    monkeypatch.setattr(model, "test_step", lambda batch: seen.append(surviving_denormals())
+                        or test_step(batch))
+    model.evaluate(x, y, verbose=0)
+    assert seen == [1 << 21]
+
+
+def test_tbptt_steps_are_flushed_too(two_threads, monkeypatch):
+    require_every_thread()
+    from rnnkit.training import tbptt
+    model = Sequential([layers.LSTM(4, return_sequences=True), layers.Dense(1)])
+    model.compile("rmsprop", "mse")
+    seen = []
+    update = tbptt._update
+    monkeypatch.setattr(tbptt, "_update", lambda *a: seen.append(surviving_denormals())
+                        or update(*a))
+    x, y = np.random.rand(2, 12, 3).astype("float32"), np.random.rand(2, 12, 1).astype("float32")
+    model.fit(x, y, tbptt=(4, 4), epochs=1, verbose=0)
+    assert seen == [0, 0, 0]

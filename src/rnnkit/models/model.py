@@ -40,6 +40,8 @@ def top_layers(module: nn.Module):
 class Model(nn.Module):
     """A torch module with Keras's training API."""
 
+    _flushing_steps = False  # inside fit: steps run with denormals flushed on this thread too
+
     def __init__(self, name: str | None = None):
         super().__init__()
         self.name = name or auto_name(type(self).__name__)
@@ -162,11 +164,17 @@ class Model(nn.Module):
         (``training/tbptt.py``).
         """
         self._require_compiled("fit")
-        with _denormals.flush_denormals(self._flushing()):
-            return self._fit(x, y, batch_size, epochs, verbose, callbacks, validation_split,
-                             validation_data, shuffle, steps_per_epoch, validation_steps,
-                             initial_epoch, sample_weight, on_nan, nan_lr_factor, seed,
-                             checkpoint_dir, checkpoint_every, resume, strategy, tbptt)
+        # torch's worker threads flushed for the whole fit, this thread only inside the steps:
+        # Python code here (callbacks, messages) keeps IEEE floats (training/denormals.py)
+        self._flushing_steps = self._flushing()
+        try:
+            with _denormals.flush_denormals(self._flushing_steps, calling_thread=False):
+                return self._fit(x, y, batch_size, epochs, verbose, callbacks, validation_split,
+                                 validation_data, shuffle, steps_per_epoch, validation_steps,
+                                 initial_epoch, sample_weight, on_nan, nan_lr_factor, seed,
+                                 checkpoint_dir, checkpoint_every, resume, strategy, tbptt)
+        finally:
+            self._flushing_steps = False
 
     def _flushing(self) -> bool:
         return getattr(self, "flush_denormals", True)
@@ -278,7 +286,8 @@ class Model(nn.Module):
                 raise ShapeError("fit: the data has no targets y")
             self._ensure_ready(batch[0])
             cbs.call("on_train_batch_begin", step, None)
-            logs = self.train_step(batch) if guard is None else guard.step(batch, epoch, step)
+            with _denormals.steps_flushed(self._flushing_steps):
+                logs = self.train_step(batch) if guard is None else guard.step(batch, epoch, step)
             cbs.call("on_train_batch_end", step, logs)
             if run is not None:
                 run.after_step(epoch, step, cbs)
@@ -295,7 +304,8 @@ class Model(nn.Module):
             batch = self._to_device(batch)
             self.build_from_batch(batch[0])
             cbs.call("on_test_batch_begin", step, None)
-            logs = self.test_step(batch)
+            with _denormals.steps_flushed(self._flushing_steps):
+                logs = self.test_step(batch)
             cbs.call("on_test_batch_end", step, logs)
         cbs.call("on_test_end", logs)
         return logs

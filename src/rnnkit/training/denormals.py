@@ -12,6 +12,11 @@ intra-op threads are OpenMP threads with flags of their own. ``set_flush_denorma
 runs a parallel region of torch's OpenMP runtime (libgomp's ``GOMP_parallel``, through ctypes) in
 which every thread of the team sets its own flags; where that runtime is not libgomp it reaches
 the calling thread only and says so.
+
+The calling thread also runs Python. Flushed, Python's own float arithmetic there treats
+denormals as zero too (``repr(5e-324)`` gives ``0.0``), so ``fit`` flushes it only while a step
+computes (``steps_flushed``) and leaves callbacks, validation of arguments and error messages
+with IEEE floats; torch's worker threads stay flushed for the whole fit.
 """
 
 from __future__ import annotations
@@ -58,13 +63,32 @@ def set_flush_denormal(on: bool) -> bool:
 
 
 @contextlib.contextmanager
-def flush_denormals(on: bool = True):
-    """Denormals flushed to zero inside the block; off again after it (torch's default)."""
+def flush_denormals(on: bool = True, calling_thread: bool = True):
+    """Denormals flushed to zero inside the block; off again after it (torch's default).
+
+    ``calling_thread=False`` flushes torch's worker threads only: the calling thread is then
+    flushed just inside ``steps_flushed`` blocks (how ``fit`` runs).
+    """
     if not on:
         yield
         return
     set_flush_denormal(True)
+    if not calling_thread:
+        torch.set_flush_denormal(False)
     try:
         yield
     finally:
         set_flush_denormal(False)
+
+
+@contextlib.contextmanager
+def steps_flushed(on: bool = True):
+    """The calling thread flushed inside the block (a step's torch computation), off after it."""
+    if not on:
+        yield
+        return
+    torch.set_flush_denormal(True)
+    try:
+        yield
+    finally:
+        torch.set_flush_denormal(False)

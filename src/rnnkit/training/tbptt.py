@@ -23,6 +23,7 @@ from torch import Tensor
 
 from ..errors import ConfigError, ShapeError
 from . import callbacks as _callbacks
+from . import denormals as _denormals
 
 
 def check_window(tbptt) -> tuple[int, int]:
@@ -93,7 +94,8 @@ def train_series(model, x: Tensor, y: Tensor, k1: int, k2: int, cbs=None) -> dic
             carried.restore(back[0])  # the state at `begin`, detached
             if cbs is not None:
                 cbs.call("on_train_batch_begin", step, None)
-            logs = _update(model, x[:, begin:stop], y[:, start:stop], stop - start)
+            with _denormals.steps_flushed(getattr(model, "_flushing_steps", False)):
+                logs = _update(model, x[:, begin:stop], y[:, start:stop], stop - start)
             back.append(carried.snapshot())
             if cbs is not None:
                 cbs.call("on_train_batch_end", step, logs)
