@@ -2,7 +2,8 @@
 
 Outputs, final states and the gradients of input, initial state and every parameter under random
 upstream gradients into all outputs; float64 to 1e-10, float32 to 1e-5; masks, reverse, dilation,
-lags, recurrent masks, B=1, T=1. The first test to run builds the extension (about a minute).
+lags, recurrent masks, B=1, T=1; every family: SimpleRNN (and teacher forcing), LSTM, GRU, output
+feedback. The first test to run builds the extension (about a minute).
 """
 
 from __future__ import annotations
@@ -12,8 +13,9 @@ import re
 import pytest
 import torch
 
-from rnnkit.cells import FeedbackCell, GRUCell, LSTMCell, SimpleCell
-from rnnkit.engine import BackendError, ScanSpec, compiled, explain, scan
+from rnnkit import layers
+from rnnkit.cells import FeedbackCell, GRUCell, LSTMCell, SimpleCell, TeacherForcedCell
+from rnnkit.engine import BackendError, ScanSpec, compiled, explain, gpu, scan
 from test_kernels import (
     CASES,
     CELLS,
@@ -27,9 +29,20 @@ EXTRA_CELLS = {
     "sigmoid": lambda lags: SimpleCell(3, 4, activation="sigmoid", lags=lags),
     "lstm_relu": lambda lags: LSTMCell(3, 4, lags=lags, activation="relu"),
     "gru_reset_before_nobias": lambda lags: GRUCell(3, 4, lags=lags, reset_after=False, bias=False),
+    # with CELLS' feedback (tanh, output linear) and feedback_shortcut (tanh, tanh, D x_t)
+    "feedback_relu_sigmoid": lambda lags: FeedbackCell(3, 4, 2, activation="relu",
+                                                       output_activation="sigmoid", lags=lags),
+    "feedback_sigmoid_relu_nobias": lambda lags: FeedbackCell(
+        3, 4, 2, activation="sigmoid", output_activation="relu", shortcut=True, bias=False,
+        lags=lags),
+    "feedback_linear": lambda lags: FeedbackCell(3, 4, 3, activation="linear",
+                                                 output_activation="linear", lags=lags),
+    "teacher_forced_relu": lambda lags: TeacherForcedCell(FeedbackCell(1, 4, 2, activation="relu",
+                                                                       lags=lags)),
 }
 COMPILED_CELLS = ["tanh", "relu", "linear", "lstm", "lstm_nobias", "peephole_full", "peephole_diag",
                   "coupled", "coupled_peephole", "gru", "gru_nobias", "gru_reset_before",
+                  "feedback", "feedback_shortcut", "teacher_forced", "teacher_forced_linear",
                   *EXTRA_CELLS]
 
 
@@ -61,7 +74,8 @@ def test_compiled_matches_reference_float32(cell_name, case, monkeypatch):
     assert_compiled_matches_reference(cell_name, case, torch.float32, monkeypatch)
 
 
-THREADED_CELLS = ["tanh", "peephole_full", "peephole_diag", "coupled", "gru", "gru_reset_before"]
+THREADED_CELLS = ["tanh", "peephole_full", "peephole_diag", "coupled", "gru", "gru_reset_before",
+                  "feedback_shortcut", "teacher_forced"]
 THREADED_CASES = ["mask", "lags_mask", "rmask", "reverse_mask", "dilation"]
 
 
@@ -85,7 +99,8 @@ def test_rows_of_each_step_over_threads(cell_name, case, two_threads, monkeypatc
     assert_compiled_matches_reference(cell_name, "wide", torch.float64, monkeypatch)
 
 
-@pytest.mark.parametrize("cell_name", ["tanh", "peephole_diag", "gru", "gru_reset_before"])
+@pytest.mark.parametrize("cell_name", ["tanh", "peephole_diag", "gru", "gru_reset_before",
+                                       "feedback", "feedback_shortcut"])
 def test_expanded_upstream_gradient(cell_name):
     """outputs.sum() sends an expanded (stride-0) gradient, which the backward reads in place."""
     cell = CELLS[cell_name]((1, 2)).double()
@@ -114,6 +129,25 @@ def test_lstm_gradient_of_one_output_only(cell_name, use):
         torch.testing.assert_close(got, expected, atol=1e-10, rtol=1e-10)
 
 
+@pytest.mark.parametrize("use", ["outputs", "h", "o"])
+@pytest.mark.parametrize("cell_name", ["feedback", "feedback_shortcut"])
+def test_feedback_gradient_of_one_output_only(cell_name, use):
+    """The outputs the loss does not use send zeros: o0 still gets its gradient through h."""
+    cell = CELLS[cell_name]((1, 2)).double()
+    x = torch.randn(3, 5, 3, dtype=torch.float64, requires_grad=True)
+    state = tuple(torch.randn(3, n, dtype=torch.float64, requires_grad=True)
+                  for n in cell.state_sizes())
+    mask = torch.rand(3, 5) > 0.3
+    grads = {}
+    for backend in ("reference", "compiled"):
+        out = scan(cell, x, state, mask=mask, backend=backend)
+        picked = {"outputs": out.outputs, "h": out.state[0], "o": out.state[1]}[use]
+        grads[backend] = torch.autograd.grad((picked ** 2).sum(), [x, *state, *cell.parameters()])
+    assert grads["compiled"][2].abs().sum() > 0  # o0 reaches every output through Bᵒ
+    for got, expected in zip(grads["compiled"], grads["reference"], strict=True):
+        torch.testing.assert_close(got, expected, atol=1e-10, rtol=1e-10)
+
+
 # -- gradcheck of each autograd.Function, float64, tiny sizes -------------------------------------
 GRADCHECK = [
     ("tanh", {"mask": "random", "lags": (1, 2)}),
@@ -124,6 +158,10 @@ GRADCHECK = [
     ("coupled_peephole", {"mask": "random"}),
     ("gru", {"mask": "random", "lags": (1, 2)}),
     ("gru_reset_before", {"mask": "random", "lags": (1, 2), "rmask": True}),
+    ("feedback", {"mask": "random", "lags": (1, 2)}),
+    ("feedback_shortcut", {"mask": "random", "rmask": True}),
+    ("feedback_relu_sigmoid", {"lags": (1, 3), "rmask": True}),
+    ("teacher_forced", {"mask": "random", "lags": (1, 2)}),
 ]
 
 
@@ -154,13 +192,49 @@ def test_autocast_runs_the_recurrence_in_float32():
 
 # -- selection, refusals, build failure ------------------------------------------------------------
 @pytest.mark.parametrize("cell", [LSTMCell(3, 4, peephole="full"), LSTMCell(3, 4, coupled=True),
-                                  GRUCell(3, 4, reset_after=False), SimpleCell(3, 4, lags=(1, 2))])
+                                  GRUCell(3, 4, reset_after=False), SimpleCell(3, 4, lags=(1, 2)),
+                                  FeedbackCell(3, 4, 2),
+                                  FeedbackCell(3, 4, 2, output_activation="sigmoid", shortcut=True,
+                                               lags=(1, 2)),
+                                  TeacherForcedCell(FeedbackCell(1, 4, 2))])
 def test_auto_prefers_compiled_over_fused(cell):
     assert scan(cell, torch.randn(2, 3, 3)).kernel == "compiled"
 
 
+@pytest.mark.parametrize("cell", [FeedbackCell(3, 4, 2, output_activation="softplus"),
+                                  FeedbackCell(3, 4, 2, activation="elu"),
+                                  TeacherForcedCell(FeedbackCell(1, 4, 2, activation="elu"))])
+def test_auto_leaves_feedback_activations_it_lacks_to_fused(cell):
+    assert scan(cell, torch.randn(2, 3, 3)).kernel == "fused"
+
+
+def test_feedback_layers_run_on_compiled():
+    free = layers.SimpleRNN(5, output_units=2, feedback=True, return_sequences=True)
+    free(torch.randn(2, 4, 3))
+    assert free.last_kernel == "compiled"
+    forced = layers.SimpleRNN(5, output_units=2, teacher_forcing=True, return_sequences=True)
+    forced.train()
+    forced(torch.randn(2, 4, 3), targets=torch.randn(2, 4, 2))
+    assert isinstance(forced.cell, FeedbackCell)
+    assert forced.last_kernel == "compiled"  # the TeacherForcedCell's scan
+
+
+@pytest.mark.parametrize("cell", [FeedbackCell(3, 4, 2), TeacherForcedCell(FeedbackCell(1, 4, 2))])
+def test_the_gpu_kernel_keeps_refusing_feedback(cell):
+    assert compiled.cell_reason(cell) == ""
+    assert gpu.cell_reason(cell) == (f"no gpu family for {type(cell).__name__} "
+                                     "(SimpleCell, LSTMCell, GRUCell only)")
+
+
+class OwnCell(SimpleCell):
+    """A subclass: its step may differ from the SimpleRNN family's, so no kernel assumes it."""
+
+
 @pytest.mark.parametrize("cell,dtype,reason", [
-    (FeedbackCell(3, 4, 2), torch.float32, "no compiled family for FeedbackCell"),
+    (OwnCell(3, 4), torch.float32, "no compiled family for OwnCell"),
+    (FeedbackCell(3, 4, 2, output_activation="softplus"), torch.float32,
+     "output_activation='softplus': the compiled kernel takes linear, tanh, sigmoid and relu"),
+    (TeacherForcedCell(FeedbackCell(1, 4, 2, activation="elu")), torch.float32, "activation='elu'"),
     (SimpleCell(3, 4, activation="elu"), torch.float32, "activation='elu'"),
     (LSTMCell(3, 4, recurrent_activation="hard_sigmoid"), torch.float32,
      "recurrent_activation='hard_sigmoid'"),
@@ -235,7 +309,8 @@ def saved_bytes(fn) -> int:
 
 
 @pytest.mark.parametrize("cell", [LSTMCell(8, 16, peephole="full"), GRUCell(8, 16),
-                                  GRUCell(8, 16, reset_after=False), SimpleCell(8, 16, lags=(1, 2))])
+                                  GRUCell(8, 16, reset_after=False), SimpleCell(8, 16, lags=(1, 2)),
+                                  FeedbackCell(8, 16, 4, shortcut=True, lags=(1, 2))])
 def test_saves_less_for_backward_than_the_reference(cell):
     x = torch.randn(4, 20, 8, requires_grad=True)
     ref = saved_bytes(lambda: scan(cell, x, backend="reference"))

@@ -236,7 +236,8 @@ class ScanModule(torch.nn.Module):
 @pytest.mark.parametrize("cell_name,expected", [
     ("tanh", "native"), ("relu", "native"), ("lstm", "native"), ("gru", "native"),
     ("linear", "parallel"), ("peephole_full", "compiled"), ("coupled", "compiled"),
-    ("gru_reset_before", "compiled"), ("feedback", "fused"), ("elu", "fused"),
+    ("gru_reset_before", "compiled"), ("feedback", "compiled"), ("feedback_shortcut", "compiled"),
+    ("teacher_forced", "compiled"), ("teacher_forced_linear", "parallel"), ("elu", "fused"),
 ])
 def test_auto_picks_the_fastest_supporting_kernel(cell_name, expected):
     if expected == "compiled" and COMPILED.ops()[0] is None:

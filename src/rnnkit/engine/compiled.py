@@ -1,6 +1,7 @@
 """The compiled kernel: the fused families' hand-written BPTT with the time loop in C++.
 
-Dimension legend: B batch, T time, I input features, H units, G gates, K lags, L the largest lag.
+Dimension legend: B batch, T time, I input features, H units, G gates, K lags, L the largest lag,
+O feedback outputs.
 
 The plan is the fused kernel's (``engine/fused.py``) — the input projection A·x_t + b as one GEMM
 over all t outside the Function, one recurrent GEMM per step into preallocated buffers, the
@@ -16,10 +17,11 @@ loop with no synchronisation per step, while the recurrent weight fits ``SPLIT_B
 a larger weight would be streamed through every core's cache each step, so then one loop runs on
 all rows with BLAS threading each GEMM. The weight-gradient GEMMs after the loop use all threads.
 
-Families: SimpleCell; LSTMCell (standard, peephole full/diagonal, coupled); GRUCell
-(reset_after True and False); all with lags, masks and recurrent masks. Activations: linear, tanh,
-sigmoid and relu (their derivatives follow from their outputs); anything else stays on ``fused``.
-CPU, float32 and float64.
+Families: SimpleCell (and TeacherForcedCell, a SimpleRNN recurrence on its own projection); LSTMCell
+(standard, peephole full/diagonal, coupled); GRUCell (reset_after True and False); FeedbackCell
+(output feedback, o_{t-1} fed back, with or without the short-cut D x_t); all with lags, masks and
+recurrent masks. Activations (output_activation too): linear, tanh, sigmoid and relu (their
+derivatives follow from their outputs); anything else stays on ``fused``. CPU, float32 and float64.
 
 The extension is built with ``torch.utils.cpp_extension.load`` at its first use (g++ and ninja;
 15-40 s on a 2-core machine) into ``$RNNKIT_EXT_DIR``, or torch's extensions directory when that is unset, and
@@ -41,7 +43,7 @@ import torch
 from torch import Tensor
 
 from .. import activations
-from ..cells import GRUCell, LSTMCell, SimpleCell
+from ..cells import FeedbackCell, GRUCell, LSTMCell, SimpleCell, TeacherForcedCell
 from .fused import first_order_only, run_time_major
 from .registry import ScanSpec, register
 
@@ -61,8 +63,9 @@ _BUILD_ERRORS = (RuntimeError, OSError, ImportError, subprocess.SubprocessError)
 SPLIT_BATCH_MAX_BYTES = 512 << 10
 
 
-def split_batch(w: Tensor) -> bool:
-    return w.numel() * w.element_size() <= SPLIT_BATCH_MAX_BYTES
+def split_batch(*weights: Tensor) -> bool:
+    """Whether the weights a step reads (together) fit the split budget."""
+    return sum(w.numel() * w.element_size() for w in weights) <= SPLIT_BATCH_MAX_BYTES
 
 
 def build(source: pathlib.Path = SOURCE, build_dir: str | None = None,
@@ -191,6 +194,31 @@ class CompiledGRU(torch.autograd.Function):
         return dxw, dh0, dw, db, None, None, None, None
 
 
+class CompiledFeedback(torch.autograd.Function):
+    """h_t = f(xa_t + (h_lags * rm) @ W^T + o_{t-1} @ W_oh^T), o_t = g(h_t @ W_ho^T + xd_t):
+    xw (T, B, H+O) = [xa, xd], h0 (B, H), o0 (B, O), w (H, K·H), w_oh (H, O), w_ho (O, H)
+    -> ys (T, B, H), h_T, o_T."""
+
+    @staticmethod
+    def forward(ctx, xw, h0, o0, w, w_oh, w_ho, m, rm, ops, cfg):
+        split = split_batch(w, w_oh, w_ho)
+        hbuf, obuf = ops.feedback_forward(xw, h0, o0, w, w_oh, w_ho, m, rm, _lags(cfg), cfg["act"],
+                                          cfg["out_act"], split)
+        ctx.save_for_backward(hbuf, obuf, w, w_oh, w_ho, m, rm)
+        ctx.ops, ctx.cfg = ops, cfg
+        return outputs(hbuf, cfg["lags"][-1], m), hbuf[-1].clone(), obuf[-1].clone()
+
+    @staticmethod
+    @first_order_only
+    def backward(ctx, dys, dh_last, do_last):
+        hbuf, obuf, w, w_oh, w_ho, m, rm = ctx.saved_tensors
+        cfg = ctx.cfg
+        dxw, dh0, do0, dw, dw_oh, dw_ho = ctx.ops.feedback_backward(
+            dys, dh_last, do_last, hbuf, obuf, w, w_oh, w_ho, m, rm, _lags(cfg), cfg["act"],
+            cfg["out_act"], split_batch(w, w_oh, w_ho))
+        return dxw, dh0, do0, dw, dw_oh, dw_ho, None, None, None, None
+
+
 def outputs(hbuf: Tensor, lmax: int, m: Tensor | None) -> Tensor:
     """y_t = h_t on real steps, 0 on masked ones: (T, B, H)."""
     ys = hbuf[lmax:]
@@ -198,16 +226,28 @@ def outputs(hbuf: Tensor, lmax: int, m: Tensor | None) -> Tensor:
 
 
 # -- which cells ---------------------------------------------------------------------------------
+# The cells each kernel has families for: the gpu kernel runs the compiled kernel's families less
+# output feedback and teacher forcing, for which it has no Triton kernels.
+FAMILIES = {
+    "compiled": (SimpleCell, LSTMCell, GRUCell, FeedbackCell, TeacherForcedCell),
+    "gpu": (SimpleCell, LSTMCell, GRUCell),
+}
+
+
 def _roles(cell) -> dict[str, object]:
-    names = ("activation", "recurrent_activation")
+    if isinstance(cell, TeacherForcedCell):
+        return {"activation": cell.cell.activation}
+    names = ("activation", "recurrent_activation", "output_activation")
     return {n: getattr(cell, n) for n in names if hasattr(cell, n)}
 
 
 def cell_reason(cell, kernel: str = "compiled") -> str:
-    """Why the compiled families cannot run this cell, or '' when they can. The gpu kernel runs
-    the same families (``kernel`` names the one asking)."""
-    if type(cell) not in (SimpleCell, LSTMCell, GRUCell):
-        return f"no {kernel} family for {type(cell).__name__} (SimpleCell, LSTMCell, GRUCell only)"
+    """Why the families of ``kernel`` ("compiled", or "gpu", which runs the same families less
+    output feedback) cannot run this cell, or '' when they can."""
+    families = FAMILIES[kernel]
+    if type(cell) not in families:
+        names = ", ".join(f.__name__ for f in families)
+        return f"no {kernel} family for {type(cell).__name__} ({names} only)"
     for role, fn in _roles(cell).items():
         if fn not in ACTIVATION_CODES:
             return (f"{role}={activations.name_of(fn)!r}: the {kernel} kernel takes linear, tanh, "
@@ -216,7 +256,11 @@ def cell_reason(cell, kernel: str = "compiled") -> str:
 
 
 def _config(cell) -> dict:
+    if isinstance(cell, TeacherForcedCell):
+        return {"lags": cell.lags, "act": ACTIVATION_CODES[cell.cell.activation]}
     cfg = {"lags": cell.lags, "act": ACTIVATION_CODES[cell.activation]}
+    if isinstance(cell, FeedbackCell):
+        cfg["out_act"] = ACTIVATION_CODES[cell.output_activation]
     if isinstance(cell, (LSTMCell, GRUCell)):
         cfg["ract"] = ACTIVATION_CODES[cell.recurrent_activation]
     if isinstance(cell, LSTMCell):
@@ -237,15 +281,19 @@ def _family(ops, cell, xw, state, mask, recurrent_mask):
 
 
 def _run_family(ops, cell, xw, state, m, rm):
-    """xw (T·B, G·H) rows time-major, m (T, B) float or None -> ys (T, B, H), final state."""
+    """xw (T·B, G·H) rows time-major (G·H: H+O for FeedbackCell), m (T, B) float or None
+    -> ys (T, B, H), final state."""
     cfg = _config(cell)
     if isinstance(cell, LSTMCell):
         *out, _ = CompiledLSTM.apply(xw, *state, cell.weight_hh, getattr(cell, "peep_prev", None),
                                      getattr(cell, "peep_out", None), m, rm, ops, cfg)
         return out
     xw = xw.view(-1, state[0].shape[0], xw.shape[-1])  # (T, B, G·H)
-    if isinstance(cell, SimpleCell):
+    if isinstance(cell, (SimpleCell, TeacherForcedCell)):
         return CompiledSimple.apply(xw, state[0], cell.weight_hh, m, rm, ops, cfg)
+    if isinstance(cell, FeedbackCell):
+        return CompiledFeedback.apply(xw, *state, cell.weight_hh, cell.weight_oh, cell.weight_ho, m,
+                                      rm, ops, cfg)
     return CompiledGRU.apply(xw, state[0], cell.weight_hh, cell.bias_hh, m, rm, ops, cfg)
 
 

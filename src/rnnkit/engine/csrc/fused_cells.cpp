@@ -1,12 +1,15 @@
-// rnnkit's compiled kernel: forward and hand-written BPTT of the SimpleRNN, LSTM and GRU families
-// with the time loop in C++ (no Python and no allocation per step).
+// rnnkit's compiled kernel: forward and hand-written BPTT of the SimpleRNN, LSTM, GRU and output
+// feedback families with the time loop in C++ (no Python and no allocation per step).
 //
-// Dimension legend: B batch, T time, H units, G gates, K lags, L the largest lag, P peephole gates.
+// Dimension legend: B batch, T time, H units, G gates, K lags, L the largest lag, P peephole gates,
+// O feedback outputs.
 //
 // Layout, time-major as in engine/fused.py:
-//   xw   (T, B, G·H)  the projected inputs A x_t + b (one GEMM over all t, done in Python)
+//   xw   (T, B, G·H)  the projected inputs A x_t + b (one GEMM over all t, done in Python); for
+//                     output feedback (T, B, H+O), [A x_t + b, D x_t + b_o]
 //   hbuf (L+T, B, H)  slot L+t holds h_t; slots 0..L-1 hold h0 (the lag history starts as h0)
 //   cbuf (T+1, B, H)  the LSTM cell state; slot 0 holds c0
+//   obuf (T+1, B, O)  the fed-back output o_t; slot 0 holds o0
 //   mask (T, B)       1 where the step is real; a masked step carries the state (its slot copies
 //                     the previous one) and outputs zero. Python compacts non-prefix masks when
 //                     K > 1 first, so reading h_{t-l} from slot L+t-l is exact.
@@ -934,6 +937,127 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> gru_before_backward(
   return {dxw, dh0, dw, Tensor()};
 }
 
+// -- Output feedback: h_t = act(xa_t + h_lags Wᵀ + o_{t-1} W_ohᵀ), o_t = oact(xd_t + h_t W_hoᵀ) ----
+// xw (T, B, H+O) holds [xa_t, xd_t] = [A x_t + b, D x_t + b_o]; obuf (T+1, B, O) holds o_t in slot
+// t+1 and o0 in slot 0; W_oh (H, O), W_ho (O, H). The SimpleRNN plan plus two small GEMMs a step.
+template <typename T>
+void feedback_forward_loop(const Tensor& xw, const Tensor& w, const Tensor& w_oh, const Tensor& w_ho,
+                           const Tensor& m, const Tensor& rm, const Lags& lags, int64_t act,
+                           int64_t oact, const Tensor& hbuf, const Tensor& obuf) {
+  const int64_t steps = xw.size(0), batch = xw.size(1), hid = hbuf.size(2), out = obuf.size(2);
+  Tensor hl = lags.plain ? Tensor() : at::empty({batch, hid * (int64_t)lags.l.size()}, xw.options());
+  const Tensor wt = w.t(), w_oh_t = w_oh.t(), w_ho_t = w_ho.t();
+  const T* mp = ptr<T>(m);
+  const int64_t ms = stride0(m);
+  for (int64_t t = 0; t < steps; ++t) {
+    Tensor x = xw.select(0, t), h = hbuf.select(0, lags.max + t), o = obuf.select(0, t + 1);
+    at::addmm_out(h, x.narrow(1, 0, hid), lag_input<T>(hbuf, t, lags, rm, hl), wt);
+    h.addmm_(obuf.select(0, t), w_oh_t);
+    activate_<T>(h, act);
+    at::addmm_out(o, x.narrow(1, hid, out), h, w_ho_t);
+    activate_<T>(o, oact);
+    carry_masked<T>(hbuf, lags.max + t, mp, ms, t);
+    carry_masked<T>(obuf, t + 1, mp, ms, t);
+  }
+}
+
+// -> hbuf (L+T, B, H), obuf (T+1, B, O)
+template <typename T>
+std::tuple<Tensor, Tensor> feedback_forward_impl(
+    const Tensor& xw, const Tensor& h0, const Tensor& o0, const Tensor& w, const Tensor& w_oh,
+    const Tensor& w_ho, const Tensor& m, const Tensor& rm, const Lags& lags, int64_t act,
+    int64_t oact, bool split) {
+  const int64_t steps = xw.size(0);
+  Tensor hbuf = history(h0, steps, lags.max), obuf = history(o0, steps, 1);
+  over_batch(xw.size(1), split, [&](int64_t b0, int64_t n) {
+    feedback_forward_loop<T>(rows_of(xw, 1, b0, n), w, w_oh, w_ho, rows_of(m, 1, b0, n),
+                             rows_of(rm, 0, b0, n), lags, act, oact, rows_of(hbuf, 1, b0, n),
+                             rows_of(obuf, 1, b0, n));
+  });
+  return {hbuf, obuf};
+}
+
+// The time loop of one chunk of rows: fills dxw = [dz, du] (T, B, H+O), returns dL/dh0, dL/do0.
+// Per step: du_t = do_t oact'(o_t); dz_t = (dh_t + du_t W_ho) act'(h_t); do_{t-1} = dz_t W_oh.
+// A masked row passes dh_t and do_t whole to the states it carried, and has dz = du = 0.
+template <typename T, typename A>
+std::tuple<Tensor, Tensor> feedback_backward_loop(
+    const Tensor& dys, const Tensor& dh_last, const Tensor& do_last, const Tensor& hbuf,
+    const Tensor& obuf, const Tensor& w, const Tensor& w_oh, const Tensor& w_ho, const Tensor& m,
+    const Tensor& rm, const Lags& lags, A act, Dyn oact, const Tensor& dxw) {
+  const int64_t steps = dys.size(0), batch = dys.size(1), hid = dys.size(2), out = obuf.size(2);
+  const int64_t width = hid + out;
+  Ring<T> ring(dh_last, steps, lags.max);
+  Tensor d_o = do_last.clone(), d_prev = at::empty_like(d_o);  // dL/do_t, then dL/do_{t-1}
+  Tensor dhl = lags.plain ? Tensor() : at::empty({batch, hid * (int64_t)lags.l.size()}, dys.options());
+  const T* mp = ptr<T>(m);
+  const int64_t ms = stride0(m);
+  for (int64_t t = steps - 1; t >= 0; --t) {
+    ring.open(t, dys, mp, ms);
+    Tensor dx = dxw.select(0, t), dz = dx.narrow(1, 0, hid), du = dx.narrow(1, hid, out);
+    T* dx0 = ptr<T>(dx);
+    const T* op = ptr<T>(obuf) + (t + 1) * obuf.stride(0);
+    const T* dop = ptr<T>(d_o);
+    for_rows(batch, out, [&](int64_t b) {
+      T* d = dx0 + b * width + hid;
+      if (!real(mp, ms, t, b)) {
+        ring.carry(t, b);
+        std::fill_n(d, out, T(0));
+        return;
+      }
+      for (int64_t j = 0; j < out; ++j) d[j] = dop[b * out + j] * deriv(op[b * out + j], oact);
+    });
+    at::addmm_out(dz, ring.slot(t), du, w_ho);  // dL/dh_t through both of its uses
+    const T* h = ptr<T>(hbuf) + (lags.max + t) * hbuf.stride(0);
+    for_rows(batch, hid, [&](int64_t b) {
+      T* d = dx0 + b * width;
+      if (!real(mp, ms, t, b)) {
+        std::fill_n(d, hid, T(0));
+        return;
+      }
+      const T* hb = h + b * hid;
+      for (int64_t j = 0; j < hid; ++j) d[j] *= deriv(hb[j], act);
+    });
+    at::mm_out(d_prev, dz, w_oh);
+    if (mp != nullptr) {
+      T* dpp = ptr<T>(d_prev);
+      for (int64_t b = 0; b < batch; ++b) {
+        if (!real(mp, ms, t, b)) std::copy_n(dop + b * out, out, dpp + b * out);
+      }
+    }
+    std::swap(d_o, d_prev);
+    ring.recurrent(t, dz, w, lags, rm, dhl);
+    ring.close(t);
+  }
+  return {ring.initial(), d_o};
+}
+
+template <typename T>
+std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> feedback_backward_impl(
+    const Tensor& dys, const Tensor& dh_last, const Tensor& do_last, const Tensor& hbuf,
+    const Tensor& obuf, const Tensor& w, const Tensor& w_oh, const Tensor& w_ho, const Tensor& m,
+    const Tensor& rm, const Lags& lags, int64_t act, int64_t oact, bool split) {
+  const int64_t steps = dys.size(0), batch = dys.size(1), hid = dys.size(2), out = obuf.size(2);
+  Tensor dxw = big_empty({steps, batch, hid + out}, dys.options());
+  Tensor dh0 = at::empty_like(dh_last), do0 = at::empty_like(do_last);
+  with_acts(act, kSigmoid, [&](auto a, auto) {
+    over_batch(batch, split, [&](int64_t b0, int64_t n) {
+      auto [dh, d_o] = feedback_backward_loop<T>(
+          rows_of(dys, 1, b0, n), rows_of(dh_last, 0, b0, n), rows_of(do_last, 0, b0, n),
+          rows_of(hbuf, 1, b0, n), rows_of(obuf, 1, b0, n), w, w_oh, w_ho, rows_of(m, 1, b0, n),
+          rows_of(rm, 0, b0, n), lags, a, Dyn{oact}, rows_of(dxw, 1, b0, n));
+      dh0.narrow(0, b0, n).copy_(dh);
+      do0.narrow(0, b0, n).copy_(d_o);
+    });
+  });
+  const Tensor dz = dxw.narrow(2, 0, hid), du = dxw.narrow(2, hid, out);
+  Tensor dw = at::empty_like(w), dw_oh = at::empty_like(w_oh), dw_ho = at::empty_like(w_ho);
+  weight_grad_out(dw, dz, all_lags<T>(hbuf, steps, lags, rm));
+  weight_grad_out(dw_oh, dz, obuf.narrow(0, 0, steps));        // Σ dz_tᵀ o_{t-1}
+  weight_grad_out(dw_ho, du, hbuf.narrow(0, lags.max, steps));  // Σ du_tᵀ h_t
+  return {dxw, dh0, do0, dw, dw_oh, dw_ho};
+}
+
 // -- the operators -------------------------------------------------------------------------------
 Tensor simple_forward(const Tensor& xw, const Tensor& h0, const Tensor& w, const OptTensor& mask,
                       const OptTensor& rmask, at::IntArrayRef lags, int64_t act, bool split) {
@@ -1023,6 +1147,33 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> gru_backward(
   });
 }
 
+std::tuple<Tensor, Tensor> feedback_forward(
+    const Tensor& xw, const Tensor& h0, const Tensor& o0, const Tensor& w, const Tensor& w_oh,
+    const Tensor& w_ho, const OptTensor& mask, const OptTensor& rmask, at::IntArrayRef lags,
+    int64_t act, int64_t oact, bool split) {
+  const Tensor m = contiguous_or_empty(mask), rm = contiguous_or_empty(rmask);
+  const Lags lg = make_lags(lags, rm);
+  return AT_DISPATCH_FLOATING_TYPES(xw.scalar_type(), "feedback_forward", [&] {
+    return feedback_forward_impl<scalar_t>(xw.contiguous(), h0.contiguous(), o0.contiguous(),
+                                           w.contiguous(), w_oh.contiguous(), w_ho.contiguous(), m,
+                                           rm, lg, act, oact, split);
+  });
+}
+
+std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> feedback_backward(
+    const Tensor& dys, const Tensor& dh_last, const Tensor& do_last, const Tensor& hbuf,
+    const Tensor& obuf, const Tensor& w, const Tensor& w_oh, const Tensor& w_ho,
+    const OptTensor& mask, const OptTensor& rmask, at::IntArrayRef lags, int64_t act, int64_t oact,
+    bool split) {
+  const Tensor m = contiguous_or_empty(mask), rm = contiguous_or_empty(rmask);
+  const Lags lg = make_lags(lags, rm);
+  return AT_DISPATCH_FLOATING_TYPES(dys.scalar_type(), "feedback_backward", [&] {
+    return feedback_backward_impl<scalar_t>(
+        dys, dh_last.contiguous(), do_last.contiguous(), hbuf.contiguous(), obuf.contiguous(),
+        w.contiguous(), w_oh.contiguous(), w_ho.contiguous(), m, rm, lg, act, oact, split);
+  });
+}
+
 }  // namespace
 
 TORCH_LIBRARY(rnnkit_fused_cells, m) {
@@ -1042,4 +1193,10 @@ TORCH_LIBRARY(rnnkit_fused_cells, m) {
   m.def("gru_backward(Tensor dys, Tensor dh_last, Tensor a, Tensor extra, Tensor hbuf, Tensor w, "
         "bool has_bias, Tensor? mask, Tensor? rmask, int[] lags, int act, int ract, "
         "bool reset_after, bool split) -> (Tensor, Tensor, Tensor, Tensor)", &gru_backward);
+  m.def("feedback_forward(Tensor xw, Tensor h0, Tensor o0, Tensor w, Tensor w_oh, Tensor w_ho, "
+        "Tensor? mask, Tensor? rmask, int[] lags, int act, int oact, bool split) -> (Tensor, Tensor)",
+        &feedback_forward);
+  m.def("feedback_backward(Tensor dys, Tensor dh_last, Tensor do_last, Tensor hbuf, Tensor obuf, "
+        "Tensor w, Tensor w_oh, Tensor w_ho, Tensor? mask, Tensor? rmask, int[] lags, int act, "
+        "int oact, bool split) -> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)", &feedback_backward);
 }
