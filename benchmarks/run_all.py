@@ -40,6 +40,7 @@ def compiled_status() -> str:
 
 def main() -> None:
     quick = "--quick" in sys.argv
+    load_before = os.getloadavg()[0]
     status = compiled_status()
     sections = [
         bench_kernels.run(rounds=3 if quick else 7, ref_seconds=0.0 if quick else 8.0),
@@ -60,7 +61,8 @@ def main() -> None:
         "",
         f"Produced by `make bench` (`python benchmarks/run_all.py{' --quick' if quick else ''}`)"
         f" on {datetime.date.today()}.",
-        f"Machine: {machine()}; load average before the run {os.getloadavg()[0]:.2f}.",
+        f"Machine: {machine()}; load average {load_before:.2f} before the run, "
+        f"{os.getloadavg()[0]:.2f} after it (the run itself keeps both cores busy).",
         gpu_line(),
         status,
         "All contenders run side by side in one process, interleaved round by round; "
