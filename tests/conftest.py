@@ -1,8 +1,20 @@
-"""Shared test setup: every test starts from the same random state."""
+"""Shared test setup: every test starts from the same random state.
+
+Property tests (hypothesis) draw the same examples on every run, so ``make test`` gives one
+answer for one commit; ``RNNKIT_HYPOTHESIS=explore pytest`` draws fresh examples each run (how the
+denormal bug in fit's messages was found) and keeps failures in .hypothesis/ to replay.
+"""
+
+import os
 
 import numpy as np
 import pytest
 import torch
+from hypothesis import settings
+
+settings.register_profile("repeatable", derandomize=True, database=None)
+settings.register_profile("explore")
+settings.load_profile(os.environ.get("RNNKIT_HYPOTHESIS", "repeatable"))
 
 
 @pytest.fixture(autouse=True)
