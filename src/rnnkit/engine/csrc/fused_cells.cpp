@@ -261,6 +261,21 @@ void weight_grad_out(Tensor out, const Tensor& dz, const Tensor& x) {
   at::mm_out(out, dz.reshape({-1, dz.size(-1)}).t(), x.reshape({-1, x.size(-1)}));
 }
 
+// dW (N, K·H) = Σ_t dz_tᵀ h_lags_t: without a recurrent mask one GEMM per lag straight from the
+// history (lag block k reads the slots shifted by l_k), else over the gathered h_lags.
+template <typename T>
+void lag_weight_grad_out(Tensor dw, const Tensor& dz, const Tensor& hbuf, int64_t steps,
+                         const Lags& lags, const Tensor& rm) {
+  if (rm.defined()) {
+    weight_grad_out(dw, dz, all_lags<T>(hbuf, steps, lags, rm));
+    return;
+  }
+  const int64_t hid = hbuf.size(2);
+  for (size_t k = 0; k < lags.l.size(); ++k)
+    weight_grad_out(dw.narrow(1, static_cast<int64_t>(k) * hid, hid), dz,
+                    hbuf.narrow(0, lags.max - lags.l[k], steps));
+}
+
 // Gradient of the lag history h_{-L} .. h_{T-1} in a ring of L+1 slots (B, H): the slot of time
 // s is complete once every step that reads h_s has run.
 template <typename T>
@@ -403,7 +418,7 @@ std::tuple<Tensor, Tensor, Tensor> simple_backward_impl(
     });
   });
   Tensor dw = at::empty_like(w);
-  weight_grad_out(dw, dz, all_lags<T>(hbuf, dys.size(0), lags, rm));
+  lag_weight_grad_out<T>(dw, dz, hbuf, dys.size(0), lags, rm);
   return {dz, dh0, dw};
 }
 
@@ -631,7 +646,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_backward_impl(
     });
   });
   Tensor dw = at::empty_like(w);
-  weight_grad_out(dw, dz, all_lags<T>(hbuf, steps, lags, rm));
+  lag_weight_grad_out<T>(dw, dz, hbuf, steps, lags, rm);
   Tensor dpp, dpo;
   if (cfg.peephole) {
     dpp = peep_grad<T>(dz, 0, cbuf.narrow(0, 0, steps), pp, cfg.peephole);
@@ -1052,7 +1067,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> feedback_backward_imp
   });
   const Tensor dz = dxw.narrow(2, 0, hid), du = dxw.narrow(2, hid, out);
   Tensor dw = at::empty_like(w), dw_oh = at::empty_like(w_oh), dw_ho = at::empty_like(w_ho);
-  weight_grad_out(dw, dz, all_lags<T>(hbuf, steps, lags, rm));
+  lag_weight_grad_out<T>(dw, dz, hbuf, steps, lags, rm);
   weight_grad_out(dw_oh, dz, obuf.narrow(0, 0, steps));        // Σ dz_tᵀ o_{t-1}
   weight_grad_out(dw_ho, du, hbuf.narrow(0, lags.max, steps));  // Σ du_tᵀ h_t
   return {dxw, dh0, do0, dw, dw_oh, dw_ho};
