@@ -22,6 +22,7 @@ from test_kernels import (
     TOL,
     gradcheck_scan,
     run_with_grads,
+    saved_bytes,
     setup,
 )
 
@@ -293,19 +294,6 @@ def test_without_the_extension_auto_falls_back_to_fused_and_explains(monkeypatch
     assert explain(cell, spec)["compiled"] == reason
     with pytest.raises(BackendError, match=re.escape(reason)):
         scan(cell, x, backend="compiled")
-
-
-def saved_bytes(fn) -> int:
-    """Bytes of the distinct storages autograd saves for backward while fn runs."""
-    storages: dict[int, int] = {}
-
-    def pack(t):
-        storages[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
-        return t
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        fn()
-    return sum(storages.values())
 
 
 @pytest.mark.parametrize("cell", [LSTMCell(8, 16, peephole="full"), GRUCell(8, 16),

@@ -22,7 +22,7 @@ from torch.func import functional_call
 
 from rnnkit.cells import FeedbackCell, GRUCell, LSTMCell, SimpleCell
 from rnnkit.engine import BackendError, ScanSpec, gpu, registry, scan
-from test_kernels import CASES, CELLS, TOL, ScanModule, make_mask, setup
+from test_kernels import CASES, CELLS, TOL, ScanModule, assert_all_close, make_mask, setup
 
 HAS_TRITON = importlib.util.find_spec("triton") is not None
 HAS_CUDA = torch.cuda.is_available()
@@ -150,9 +150,7 @@ def assert_matches_reference(cell_name, case, dtype, backend, monkeypatch, devic
     expected, _ = run_with_grads(cell, x, state, opts, "reference")
     got, kernel = run_with_grads(cell, x, state, opts, backend)
     assert kernel == backend
-    tol = TOL[dtype]
-    for i, (g, e) in enumerate(zip(got, expected, strict=True)):
-        torch.testing.assert_close(g, e, atol=tol, rtol=tol, msg=lambda m, i=i: f"tensor {i}: {m}")
+    assert_all_close(got, expected, TOL[dtype])
 
 
 @needs_triton

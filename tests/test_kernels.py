@@ -115,7 +115,11 @@ def assert_matches_reference(cell_name, case, backend, dtype):
     expected, _ = run_with_grads(cell, x, state, opts, "reference")
     got, kernel = run_with_grads(cell, x, state, opts, backend)
     assert kernel == backend
-    tol = TOL[dtype]
+    assert_all_close(got, expected, TOL[dtype])
+
+
+def assert_all_close(got, expected, tol):
+    """Outputs, final states and gradients, pairwise, naming the first tensor that differs."""
     for i, (g, e) in enumerate(zip(got, expected, strict=True)):
         torch.testing.assert_close(g, e, atol=tol, rtol=tol, msg=lambda m, i=i: f"tensor {i}: {m}")
 
