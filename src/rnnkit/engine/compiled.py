@@ -44,7 +44,7 @@ from torch import Tensor
 
 from .. import activations
 from ..cells import FeedbackCell, GRUCell, LSTMCell, SimpleCell, TeacherForcedCell
-from .fused import first_order_only, run_time_major
+from .fused import activation_roles, first_order_only, run_time_major
 from .registry import ScanSpec, register
 
 log = logging.getLogger(__name__)
@@ -234,13 +234,6 @@ FAMILIES = {
 }
 
 
-def _roles(cell) -> dict[str, object]:
-    if isinstance(cell, TeacherForcedCell):
-        return {"activation": cell.cell.activation}
-    names = ("activation", "recurrent_activation", "output_activation")
-    return {n: getattr(cell, n) for n in names if hasattr(cell, n)}
-
-
 def cell_reason(cell, kernel: str = "compiled") -> str:
     """Why the families of ``kernel`` ("compiled", or "gpu", which runs the same families less
     output feedback) cannot run this cell, or '' when they can."""
@@ -248,21 +241,19 @@ def cell_reason(cell, kernel: str = "compiled") -> str:
     if type(cell) not in families:
         names = ", ".join(f.__name__ for f in families)
         return f"no {kernel} family for {type(cell).__name__} ({names} only)"
-    for role, fn in _roles(cell).items():
+    for role, fn in activation_roles(cell).items():
         if fn not in ACTIVATION_CODES:
             return (f"{role}={activations.name_of(fn)!r}: the {kernel} kernel takes linear, tanh, "
                     "sigmoid and relu")
     return ""
 
 
+_CODE_KEYS = {"activation": "act", "recurrent_activation": "ract", "output_activation": "out_act"}
+
+
 def _config(cell) -> dict:
-    if isinstance(cell, TeacherForcedCell):
-        return {"lags": cell.lags, "act": ACTIVATION_CODES[cell.cell.activation]}
-    cfg = {"lags": cell.lags, "act": ACTIVATION_CODES[cell.activation]}
-    if isinstance(cell, FeedbackCell):
-        cfg["out_act"] = ACTIVATION_CODES[cell.output_activation]
-    if isinstance(cell, (LSTMCell, GRUCell)):
-        cfg["ract"] = ACTIVATION_CODES[cell.recurrent_activation]
+    cfg = {"lags": cell.lags}
+    cfg.update({_CODE_KEYS[role]: ACTIVATION_CODES[fn] for role, fn in activation_roles(cell).items()})
     if isinstance(cell, LSTMCell):
         cfg.update(coupled=cell.coupled, peephole=PEEPHOLE_CODES[cell.peephole])
     if isinstance(cell, GRUCell):

@@ -663,7 +663,8 @@ class FamilyConfig:
     prev_gates: int = 0  # LSTM gates that see C_{t-1} through a peephole
 
 
-def _activations_of(cell) -> dict[str, object]:
+def activation_roles(cell) -> dict[str, object]:
+    """The cell's activations by role (activation, recurrent_activation, output_activation)."""
     if isinstance(cell, TeacherForcedCell):
         return {"activation": cell.cell.activation}
     names = ("activation", "recurrent_activation", "output_activation")
@@ -673,7 +674,7 @@ def _activations_of(cell) -> dict[str, object]:
 def _cell_reason(cell) -> str:
     if not isinstance(cell, (SimpleCell, TeacherForcedCell, LSTMCell, GRUCell, FeedbackCell)):
         return f"no fused family for {type(cell).__name__}"
-    for role, fn in _activations_of(cell).items():
+    for role, fn in activation_roles(cell).items():
         if fn not in _ELEMENTWISE:
             return (f"{role}={activations.name_of(fn)!r} is not an elementwise activation the "
                     "fused backward knows")
