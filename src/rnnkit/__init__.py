@@ -15,8 +15,7 @@ from . import (
     regularizers,
 )
 from .diagnosis import doctor
-
-__version__ = "0.1.0"
+from .version import __version__
 
 __all__ = [
     "cells", "data", "datasets", "engine", "errors", "layers", "models", "losses", "metrics",

@@ -27,6 +27,7 @@ from safetensors.torch import save as _st_save
 
 from ..errors import ChecksumError, ConfigError, DataFormatError, NotBuiltError
 from ..training.guard import NonFiniteError
+from ..version import __version__
 
 FORMAT = "rnnkit"
 FORMAT_VERSION = 1
@@ -147,8 +148,6 @@ def read_json(path: Path) -> dict:
 
 
 def versions() -> dict:
-    from .. import __version__
-
     return {"rnnkit_version": __version__, "torch_version": torch.__version__}
 
 
