@@ -15,7 +15,7 @@ import torch
 from rnnkit import layers, optimizers
 from rnnkit.errors import ConfigError
 from rnnkit.models import Sequential
-from rnnkit.models import data as _data
+from rnnkit.training import data as _data
 from rnnkit.training import distributed
 
 BATCH, WORLD, SAMPLES = 4, 2, 32

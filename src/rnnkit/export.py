@@ -100,7 +100,7 @@ def _example(model) -> Tensor:
 
 
 def _as_input(example, model) -> Tensor:
-    from .models import data
+    from .training import data
 
     x = data.to_tensor(example, "example")
     return x.to(model._device())

@@ -27,9 +27,9 @@ from ..data.timeseries import Normalizer, WindowDataset
 from ..errors import ConfigError, RnnkitError
 from ..layers.core import Dense, Dropout
 from ..layers.recurrent import GRU, LSTM, RNN
-from ..models.data import is_array_like, to_tensor, unpack
 from ..training import losses as _losses
 from ..training import optimizers as _optimizers
+from ..training.data import is_array_like, to_tensor, unpack
 from .inside import ensure_built, gradient_through_time, recurrent_layers
 from .report import Finding, Report
 

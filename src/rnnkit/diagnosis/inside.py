@@ -29,8 +29,8 @@ from ..cells import GRUCell, LSTMCell
 from ..engine.reference import lagged
 from ..errors import ConfigError, ShapeError
 from ..layers.recurrent import RNN
-from ..models.data import to_tensor
 from ..training import losses as _losses
+from ..training.data import to_tensor
 
 
 def recurrent_layers(model: nn.Module) -> list[RNN]:

@@ -16,6 +16,7 @@ from ..errors import ConfigError, NotBuiltError, ShapeError
 from ..layers.base import Layer, auto_name
 from ..training import callbacks as _callbacks
 from ..training import checkpoint as _checkpoint
+from ..training import data as _data
 from ..training import denormals as _denormals
 from ..training import distributed as _distributed
 from ..training import guard as _guard
@@ -24,7 +25,6 @@ from ..training import metrics as _metrics
 from ..training import optimizers as _optimizers
 from ..training import precision as _precision
 from ..training import tbptt as _tbptt
-from . import data as _data
 from . import persistence as _persistence
 
 

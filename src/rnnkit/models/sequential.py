@@ -7,7 +7,7 @@ from torch import Tensor, nn
 from ..errors import ConfigError, NotBuiltError
 from ..layers import config as _config
 from ..layers.base import Layer, Shape
-from . import data as _data
+from ..training import data as _data
 from .model import Model
 
 

@@ -26,9 +26,9 @@ import numpy as np
 import torch
 
 from ..errors import ChecksumError, ConfigError, DataFormatError
-from ..models import data as _data
 from ..models import persistence as _persistence
 from . import callbacks as _callbacks
+from . import data as _data
 from . import metrics as _metrics
 from .guard import NonFiniteError
 

@@ -32,7 +32,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DistributedSampler
 
 from ..errors import ConfigError
-from ..models import data as _data
+from . import data as _data
 
 DEFAULT_TIMEOUT_S = 300.0
 

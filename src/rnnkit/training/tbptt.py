@@ -124,7 +124,7 @@ def fit_tbptt(model, x, y, tbptt, epochs: int = 1, verbose=0, callbacks=None):
     x (B, T, I) holds B parallel series, y (B, T, O) a target per step. Each epoch runs the
     series once from a zero state.
     """
-    from ..models import data
+    from . import data
 
     k1, k2 = check_window(tbptt)
     if getattr(model, "_strategy", None) is not None:
