@@ -7,7 +7,7 @@ import torch
 
 from rnnkit import layers
 from rnnkit.errors import ConfigError, NotBuiltError
-from rnnkit.export import onnx_max_abs_diff
+from rnnkit.interop.export import onnx_max_abs_diff
 from rnnkit.models import Sequential
 
 pytest.importorskip("onnxruntime")

@@ -385,7 +385,7 @@ class Model(nn.Module):
     def export(self, path, format: str = "onnx", example=None):
         """Write the model for serving: 'onnx', 'torchscript' or 'torch.export'
         (see ``rnnkit.export.export``); returns the path."""
-        from ..export import export  # export imports the layers, which import this module
+        from ..interop.export import export  # export imports the layers, which import this module
 
         return export(self, path, format=format, example=example)
 

@@ -24,9 +24,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .engine import kernels
-from .engine.registry import ScanSpec
-from .errors import ConfigError, NotBuiltError
+from ..engine import kernels
+from ..engine.registry import ScanSpec
+from ..errors import ConfigError, NotBuiltError
 
 FORMATS = ("onnx", "torchscript", "torch.export")
 DEFAULT_STEPS = 8
@@ -78,13 +78,13 @@ def onnx_max_abs_diff(model, path, x) -> float:
 
 # -- the example batch -------------------------------------------------------------------------
 def _first_layer(model):
-    from .models.model import top_layers
+    from ..models.model import top_layers
 
     return next(top_layers(model), None)
 
 
 def _example(model) -> Tensor:
-    from .layers import Embedding
+    from ..layers import Embedding
 
     shape = getattr(model, "input_shape", None)
     if shape is None:
@@ -100,7 +100,7 @@ def _example(model) -> Tensor:
 
 
 def _as_input(example, model) -> Tensor:
-    from .training import data
+    from ..training import data
 
     x = data.to_tensor(example, "example")
     return x.to(model._device())
@@ -111,8 +111,8 @@ def _as_input(example, model) -> Tensor:
 def _traceable_kernels(model):
     """Run every recurrent layer on ``native`` where it can, else ``reference``; yields whether
     the time axis stays dynamic (every layer native and undilated)."""
-    from .engine import native as native_module
-    from .layers import RNN, Embedding
+    from ..engine import native as native_module
+    from ..layers import RNN, Embedding
 
     native = kernels()["native"]
     masked = any(isinstance(m, Embedding) and m.mask_zero for m in model.modules())
@@ -162,7 +162,7 @@ def _write_torchscript(model, x: Tensor, path: Path, time_dynamic: bool, opset: 
 
 
 def _write_torch_export(model, x: Tensor, path: Path, time_dynamic: bool, opset: int) -> None:
-    from .layers import Embedding
+    from ..layers import Embedding
 
     if any(isinstance(m, Embedding) and m.mask_zero for m in model.modules()):
         raise ConfigError(f"{model.name}: torch.export cannot trace masks from Embedding(mask_zero=True) "
