@@ -18,8 +18,8 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import ConfigError, ShapeError
-from ..training import regularizers as _regularizers
 from . import config as _config
+from . import regularizers as _regularizers
 
 _COUNTERS: dict[str, itertools.count] = defaultdict(lambda: itertools.count(1))
 

@@ -19,7 +19,7 @@ import torch
 
 from .. import activations, initializers
 from ..errors import ConfigError
-from ..training.regularizers import L1L2
+from .regularizers import L1L2
 
 # Every Layer subclass, by bare name for rnnkit's own and by "module.QualName" for others: a saved
 # config can only name classes the running program defined itself.

@@ -1,4 +1,5 @@
-"""Weight penalties with Keras names: l1, l2, l1_l2. Added to the training loss by the model."""
+"""Weight penalties with Keras names: l1, l2, l1_l2. Layers add them (``add_regularizer``); the
+model adds their sum to the training loss."""
 
 from __future__ import annotations
 
