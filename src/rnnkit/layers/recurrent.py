@@ -17,8 +17,8 @@ from .. import activations, initializers
 from ..cells import Cell, FeedbackCell, GRUCell, LSTMCell, SimpleCell, TeacherForcedCell
 from ..engine import scan
 from ..errors import ConfigError, ShapeError
-from ..interop.keras import cell_from_keras, cell_to_keras
 from .base import Layer
+from .keras_weights import cell_from_keras, cell_to_keras
 
 
 class Readout(nn.Module):
