@@ -1,6 +1,6 @@
 """Conversions between rnnkit and other libraries' weight layouts (Keras, torch.nn)."""
 
-from ..layers.keras_weights import cell_from_keras, cell_to_keras
+from .keras import cell_from_keras, cell_to_keras
 from .keras_file import load_keras
 from .torch_nn import cell_state_dict, from_torch, load_cell_state_dict, to_torch
 
