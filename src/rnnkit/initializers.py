@@ -68,3 +68,8 @@ def get(init, where: str = "initializer") -> Callable[[Tensor], Tensor]:
     if isinstance(init, str) and init in _BY_NAME:
         return _BY_NAME[init]
     raise ConfigError(f"{where}: unknown initializer {init!r}; expected one of {sorted(_BY_NAME)}")
+
+
+def registered_name(fn) -> str | None:
+    """The name ``fn`` is registered under, or None for a callable rnnkit does not name."""
+    return next((name for name, f in _BY_NAME.items() if f is fn), None)

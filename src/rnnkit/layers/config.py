@@ -67,8 +67,6 @@ def serialize_layer(layer) -> dict:
 
 def serialize_value(value, layer, arg: str):
     """One constructor argument as a JSON value; ConfigError naming layer and argument if not."""
-    from .base import Layer
-
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
     if isinstance(value, np.generic):
@@ -77,7 +75,7 @@ def serialize_value(value, layer, arg: str):
         return [serialize_value(v, layer, arg) for v in value]
     if isinstance(value, dict) and all(isinstance(k, str) for k in value):
         return {k: serialize_value(v, layer, arg) for k, v in value.items()}
-    if isinstance(value, Layer):
+    if isinstance(value, tuple(LAYER_CLASSES.values())):  # a nested layer (every Layer registers)
         return serialize_layer(value)
     if isinstance(value, L1L2):
         return {"l1": value.l1, "l2": value.l2}
@@ -94,11 +92,7 @@ def serialize_value(value, layer, arg: str):
 
 
 def _registered_name(fn) -> str | None:
-    for table in (activations._BY_NAME, initializers._BY_NAME):
-        for name, registered in table.items():
-            if registered is fn:
-                return name
-    return None
+    return activations.registered_name(fn) or initializers.registered_name(fn)
 
 
 # -- reading -------------------------------------------------------------------------------------
