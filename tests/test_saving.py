@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from rnnkit import layers, regularizers
+from rnnkit import layers, regularizers, storage
 from rnnkit.errors import ChecksumError, ConfigError, DataFormatError, NotBuiltError
 from rnnkit.models import Model, Sequential, load_model, persistence
 from rnnkit.training.guard import NonFiniteError
@@ -150,7 +150,7 @@ def test_crash_while_writing_leaves_the_previous_checkpoint(tmp_path, monkeypatc
     expected = model(X)
     with torch.no_grad():
         model.layers[1].bias.add_(1.0)
-    real_write = persistence._write_synced
+    real_write = storage._write_synced
     calls = []
 
     def crash_on_second_file(p, data):
@@ -159,7 +159,7 @@ def test_crash_while_writing_leaves_the_previous_checkpoint(tmp_path, monkeypatc
             raise OSError("disk full")
         real_write(p, data)
 
-    monkeypatch.setattr(persistence, "_write_synced", crash_on_second_file)
+    monkeypatch.setattr(storage, "_write_synced", crash_on_second_file)
     with pytest.raises(OSError, match="disk full"):
         model.save(path)
     monkeypatch.undo()
@@ -179,7 +179,7 @@ def test_crash_between_the_renames_is_recovered_from_the_backup(tmp_path, monkey
             raise OSError("power cut")
         real_rename(src, dst)
 
-    monkeypatch.setattr(persistence.os, "rename", crash_on_second_rename)
+    monkeypatch.setattr(storage.os, "rename", crash_on_second_rename)
     with pytest.raises(OSError, match="power cut"):
         model.save(path)
     monkeypatch.undo()

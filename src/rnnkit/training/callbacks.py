@@ -19,7 +19,7 @@ import sys
 import time
 import warnings
 
-from ..errors import ConfigError
+from ..errors import ConfigError, NonFiniteError
 
 
 class Callback:
@@ -345,8 +345,6 @@ class ModelCheckpoint(Callback):
         return value < self.best if self.direction == "min" else value > self.best
 
     def _save(self, epoch: int, logs: dict) -> None:
-        from .guard import NonFiniteError
-
         try:
             path = self.filepath.format(epoch=epoch + 1, **logs)
         except KeyError as e:

@@ -25,12 +25,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..errors import ChecksumError, ConfigError, DataFormatError
-from ..models import persistence as _persistence
+from .. import storage as _storage
+from ..errors import ChecksumError, ConfigError, DataFormatError, NonFiniteError
 from . import callbacks as _callbacks
 from . import data as _data
 from . import metrics as _metrics
-from .guard import NonFiniteError
 
 FORMAT = "rnnkit-training"
 FORMAT_VERSION = 1
@@ -236,14 +235,14 @@ class TrainingRun:
         tensors: dict = {}
         weights = model.state_dict()
         try:
-            _persistence.check_finite(weights, f"training checkpoint {self.directory}")
+            _storage.check_finite(weights, f"training checkpoint {self.directory}")
         except NonFiniteError as e:
             warnings.warn(f"{e}; epoch {epoch + 1} step {step} not checkpointed, the previous "
                           "checkpoint stays", RuntimeWarning, stacklevel=3)
             return
         source = self.stream.source
         info = {
-            "format": FORMAT, "format_version": FORMAT_VERSION, **_persistence.versions(),
+            "format": FORMAT, "format_version": FORMAT_VERSION, **_storage.versions(),
             "epoch": epoch, "step": step, "global_step": self.global_step,
             "data": {"samples": source.n, "batch_size": self.stream.batch_size,
                      "shuffle": self.stream.shuffle},
@@ -258,10 +257,10 @@ class TrainingRun:
             "rng": pack(rng_state(), "rng", tensors),
             "order": None if step == 0 else pack(self.order, "order", tensors),
         }
-        data = _persistence.tensors_bytes(tensors)
-        info["state_sha256"] = _persistence.sha256(data)
+        data = _storage.tensors_bytes(tensors)
+        info["state_sha256"] = _storage.sha256(data)
         text = json.dumps(info, indent=1).encode()
-        _persistence.write_directory(self.directory, {STATE_FILE: data, TRAINING_FILE: text},
+        _storage.write_directory(self.directory, {STATE_FILE: data, TRAINING_FILE: text},
                                      overwrite=True, marker=TRAINING_FILE)
 
     # -- resuming ----------------------------------------------------------------------------
@@ -283,7 +282,7 @@ class TrainingRun:
         self.saved = None
         model, opt = self.model, self.model.optimizer
         model._ensure_ready(self.stream.source.x[:1].to(model._device()))
-        _persistence.load_state(model, unpack(info["model"], tensors), path / STATE_FILE)
+        _storage.load_state(model, unpack(info["model"], tensors), path / STATE_FILE)
         opt.torch_optimizer.load_state_dict(unpack(info["optimizer"]["torch"], tensors))
         opt.learning_rate, opt.iterations = (info["optimizer"]["learning_rate"],
                                              info["optimizer"]["iterations"])
@@ -310,14 +309,14 @@ class TrainingRun:
 
 def read_checkpoint(path) -> dict:
     """The checked contents of a training checkpoint: {"json", "tensors", "path"}."""
-    directory = _persistence.existing_directory(path)
+    directory = _storage.existing_directory(path)
     if not (directory / TRAINING_FILE).is_file():
         raise DataFormatError(f"resume: {path}: no training checkpoint here (no {TRAINING_FILE}); "
                               "give the checkpoint_dir of an earlier fit")
-    info = _persistence.read_json(directory / TRAINING_FILE)
-    _persistence.check_version(info, directory / TRAINING_FILE, FORMAT, FORMAT_VERSION)
+    info = _storage.read_json(directory / TRAINING_FILE)
+    _storage.check_version(info, directory / TRAINING_FILE, FORMAT, FORMAT_VERSION)
     if not isinstance(info.get("state_sha256"), str):
         raise ChecksumError(f"{directory / TRAINING_FILE}: no state_sha256; cannot verify "
                             f"{STATE_FILE}")
-    tensors = _persistence.read_tensors(directory / STATE_FILE, info["state_sha256"])
+    tensors = _storage.read_tensors(directory / STATE_FILE, info["state_sha256"])
     return {"json": info, "tensors": tensors, "path": directory}

@@ -26,13 +26,9 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ..errors import ConfigError, RnnkitError
+from ..errors import ConfigError, NonFiniteError
 
 MODES = ("rollback", "stop", "raise", None)
-
-
-class NonFiniteError(RnnkitError, FloatingPointError):
-    """A loss, gradient or weight became NaN or inf (or NaN weights were about to be saved)."""
 
 
 class NonFiniteWarning(RuntimeWarning):
