@@ -239,13 +239,19 @@ def test_weights_file_errors(tmp_path):
         small.load_weights(path)
 
 
-def test_keras_files_go_to_the_keras_loader(tmp_path, monkeypatch):
+def test_keras_files_go_to_the_keras_loader(tmp_path):
     from rnnkit.interop import keras_file
 
+    with pytest.raises(FileNotFoundError, match=r"load_keras: no such file: .*a\.keras"):
+        load_model(tmp_path / "a.keras")  # registered by rnnkit.interop at import
     seen = []
-    monkeypatch.setattr(keras_file, "load_keras", lambda p: seen.append(str(p)) or "model")
-    assert load_model(tmp_path / "a.keras") == "model"
-    assert load_model(tmp_path / "b.weights.h5") == "model"
+    persistence.register_loader((".keras", ".weights.h5"),
+                                lambda p: seen.append(str(p)) or "model")
+    try:
+        assert load_model(tmp_path / "a.keras") == "model"
+        assert load_model(tmp_path / "b.weights.h5") == "model"
+    finally:
+        persistence.register_loader((".keras", ".weights.h5"), keras_file.load_keras)
     assert seen == [str(tmp_path / "a.keras"), str(tmp_path / "b.weights.h5")]
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -41,6 +42,16 @@ FORMAT_VERSION = 1
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 KERAS_SUFFIXES = (".keras", ".weights.h5")
+# Readers of other libraries' files, by suffix. rnnkit.interop registers Keras's when it is
+# imported (``import rnnkit`` does): interop sits above models, so models cannot import it.
+_FOREIGN_LOADERS: dict[str, Callable] = {}
+_MODEL_CLASSES: dict[str, type] = {}  # rebuilt by name; a user's own come in custom_objects
+
+
+def register_loader(suffixes: tuple[str, ...], loader: Callable) -> None:
+    """Make ``load_model(path)`` call ``loader(path)`` for a path ending in one of ``suffixes``."""
+    for suffix in suffixes:
+        _FOREIGN_LOADERS[suffix] = loader
 
 
 # -- models --------------------------------------------------------------------------------------
@@ -71,8 +82,12 @@ def load_model(path, custom_objects: dict | None = None):
     """A model saved by ``Model.save`` (a directory), or a Keras ``.keras`` / ``.weights.h5``
     file through ``rnnkit.interop.keras_file``. ``custom_objects`` maps class names to your own
     Layer or Model classes. The model comes back uncompiled (Keras's ``compile=False``)."""
+    for suffix, loader in _FOREIGN_LOADERS.items():
+        if str(path).endswith(suffix):
+            return loader(path)
     if str(path).endswith(KERAS_SUFFIXES):
-        return _load_keras(path)
+        raise ConfigError(f"{path}: reading Keras files needs rnnkit.interop.keras_file; "
+                          "import rnnkit.interop first")
     directory = existing_directory(path)
     if not directory.exists():
         raise DataFormatError(f"{path}: no such model directory")
@@ -88,25 +103,24 @@ def load_model(path, custom_objects: dict | None = None):
     return model
 
 
-def _load_keras(path):
-    try:
-        from ..interop import keras_file
-    except ImportError:
-        raise ConfigError(f"{path}: reading Keras files needs rnnkit.interop.keras_file, which "
-                          "this rnnkit does not have") from None
-    return keras_file.load_keras(path)
+def register_model_class(cls: type) -> type:
+    """Let ``load_model`` rebuild ``cls`` by its name without ``custom_objects`` (Sequential)."""
+    _MODEL_CLASSES[cls.__name__] = cls
+    return cls
+
+
+def _is_model_class(cls) -> bool:
+    return isinstance(cls, type) and issubclass(cls, torch.nn.Module) \
+        and callable(getattr(cls, "compile", None)) and callable(getattr(cls, "from_config", None))
 
 
 def _model_from_architecture(spec, directory: Path, custom_objects: dict | None):
-    from .model import Model
-    from .sequential import Sequential
-
     if not (isinstance(spec, dict) and isinstance(spec.get("config"), dict)):
         raise DataFormatError(f"{directory / CONFIG_FILE}: 'architecture' must be "
                               "{'class_name': ..., 'config': {...}}")
     name = spec.get("class_name")
-    classes = {"Sequential": Sequential, **(custom_objects or {})}
-    if name not in classes or not issubclass(classes[name], Model):
+    classes = {**_MODEL_CLASSES, **(custom_objects or {})}
+    if name not in classes or not _is_model_class(classes[name]):
         raise ConfigError(f"{directory / CONFIG_FILE}: unknown model class {name!r}; pass "
                           f"custom_objects={{{name!r}: YourModel}}")
     try:

@@ -8,9 +8,11 @@ from ..errors import ConfigError, NotBuiltError
 from ..layers import config as _config
 from ..layers.base import Layer, Shape
 from ..training import data as _data
+from . import persistence
 from .model import Model
 
 
+@persistence.register_model_class
 class Sequential(Model):
     """``Sequential([Embedding(10000, 32), SimpleRNN(32), Dense(1, activation='sigmoid')])``.
 
