@@ -7,6 +7,7 @@ from . import (
     datasets,
     engine,
     errors,
+    interop,
     layers,
     losses,
     metrics,
@@ -18,6 +19,6 @@ from .diagnosis import doctor
 from .version import __version__
 
 __all__ = [
-    "cells", "data", "datasets", "engine", "errors", "layers", "models", "losses", "metrics",
+    "cells", "data", "datasets", "engine", "errors", "interop", "layers", "models", "losses", "metrics",
     "optimizers", "regularizers", "callbacks", "doctor", "__version__",
 ]

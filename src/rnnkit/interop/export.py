@@ -27,6 +27,7 @@ from torch import Tensor
 from ..engine import kernels
 from ..engine.registry import ScanSpec
 from ..errors import ConfigError, NotBuiltError
+from ..models import model as model_module
 
 FORMATS = ("onnx", "torchscript", "torch.export")
 DEFAULT_STEPS = 8
@@ -78,9 +79,7 @@ def onnx_max_abs_diff(model, path, x) -> float:
 
 # -- the example batch -------------------------------------------------------------------------
 def _first_layer(model):
-    from ..models.model import top_layers
-
-    return next(top_layers(model), None)
+    return next(model_module.top_layers(model), None)
 
 
 def _example(model) -> Tensor:
@@ -176,5 +175,6 @@ def _write_torch_export(model, x: Tensor, path: Path, time_dynamic: bool, opset:
 
 _WRITERS = {"onnx": _write_onnx, "torchscript": _write_torchscript,
             "torch.export": _write_torch_export}
+model_module.register_exporter(export)  # Model.export calls it
 
 __all__ = ["export", "onnx_max_abs_diff", "FORMATS"]

@@ -6,7 +6,7 @@ Subclasses define ``forward(x)`` (or ``call_with_mask(x)`` to hand an output mas
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import numpy as np
 import torch
@@ -26,6 +26,16 @@ from ..training import optimizers as _optimizers
 from ..training import precision as _precision
 from ..training import tbptt as _tbptt
 from . import persistence as _persistence
+
+# The exporter: rnnkit.interop.export registers itself when it is imported (``import rnnkit``
+# does). It traces layers and kernels and sits above models, so models cannot import it.
+_EXPORTER: Callable | None = None
+
+
+def register_exporter(exporter: Callable) -> None:
+    """``Model.export(path, format=, example=)`` calls ``exporter(model, path, ...)``."""
+    global _EXPORTER
+    _EXPORTER = exporter
 
 
 def top_layers(module: nn.Module):
@@ -384,10 +394,11 @@ class Model(nn.Module):
     # -- export --------------------------------------------------------------------------------
     def export(self, path, format: str = "onnx", example=None):
         """Write the model for serving: 'onnx', 'torchscript' or 'torch.export'
-        (see ``rnnkit.export.export``); returns the path."""
-        from ..interop.export import export  # export imports the layers, which import this module
-
-        return export(self, path, format=format, example=example)
+        (see ``rnnkit.interop.export.export``); returns the path."""
+        if _EXPORTER is None:
+            raise ConfigError(f"{self.name}.export needs rnnkit.interop.export; import "
+                              "rnnkit.interop first")
+        return _EXPORTER(self, path, format=format, example=example)
 
     # -- saving (Keras's names; formats in persistence.py) -------------------------------------
     def get_config(self) -> dict:
