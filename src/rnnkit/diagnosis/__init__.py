@@ -5,6 +5,7 @@ checklist and returns a Report; ``inside`` measures gradient through time, gate 
 ``plots`` draws them (matplotlib, optional).
 """
 
+from ..training import guard
 from .checks import diagnose
 from .inside import gate_statistics, gate_values, gradient_through_time, hidden_states
 from .plots import (
@@ -17,6 +18,7 @@ from .plots import (
 from .report import Finding, Report
 
 doctor = diagnose
+guard.register_doctor(doctor)  # fit's NaN guard adds the doctor's findings to its reports
 
 __all__ = [
     "Finding", "Report", "diagnose", "doctor", "gate_statistics", "gate_values",

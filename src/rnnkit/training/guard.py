@@ -12,16 +12,17 @@ it, it checks the batch's loss, every gradient and every weight. On a non-finite
   None                  no guard (Keras's behaviour: TerminateOnNaN is then the only help).
 
 Each event is reported as a NonFiniteWarning naming the epoch, the batch and what went bad, with
-the doctor's short findings on that batch when ``rnnkit.diagnosis`` is there; ``events`` (also
-``history.nan_events``) keeps them.
+the doctor's short findings on that batch; ``events`` (also ``history.nan_events``) keeps them.
+The doctor lives in ``rnnkit.diagnosis``, a floor above training: it registers itself here
+(``register_doctor``) when it is imported, which ``import rnnkit`` does.
 """
 
 from __future__ import annotations
 
 import copy
-import importlib
 import math
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -29,6 +30,14 @@ import torch
 from ..errors import ConfigError, NonFiniteError
 
 MODES = ("rollback", "stop", "raise", None)
+_DOCTOR: Callable | None = None  # doctor(model, x, y, batch_size=) -> a report with .findings
+
+
+def register_doctor(doctor: Callable | None) -> Callable | None:
+    """Use ``doctor`` for the findings of NaN events; returns the one it replaces."""
+    global _DOCTOR
+    previous, _DOCTOR = _DOCTOR, doctor
+    return previous
 
 
 class NonFiniteWarning(RuntimeWarning):
@@ -139,18 +148,13 @@ class NanGuard:
 
 
 def doctor_findings(model, batch, limit: int = 3) -> list[str]:
-    """The doctor's errors and warnings on the bad batch, one line each (empty without
-    ``rnnkit.diagnosis``). The doctor gets a copy: its probe steps must not train the model."""
-    try:
-        diagnosis = importlib.import_module("rnnkit.diagnosis")
-    except ModuleNotFoundError:
-        return []
-    doctor = getattr(diagnosis, "doctor", None)
-    if doctor is None:
+    """The doctor's errors and warnings on the bad batch, one line each (empty when no doctor is
+    registered). The doctor gets a copy: its probe steps must not train the model."""
+    if _DOCTOR is None:
         return []
     x, y = batch[0], batch[1]
     try:
-        report = doctor(copy.deepcopy(model), x, y, batch_size=len(x))
+        report = _DOCTOR(copy.deepcopy(model), x, y, batch_size=len(x))
     except Exception as e:  # a failing diagnosis must not hide the NaN report itself
         return [f"(the doctor could not run on this batch: {type(e).__name__}: {e})"]
     picked = [f for f in report.findings if f.severity in ("error", "warning")][:limit]
