@@ -4,7 +4,6 @@ from . import (
     callbacks,
     cells,
     data,
-    datasets,
     engine,
     errors,
     interop,
@@ -19,6 +18,6 @@ from .diagnosis import doctor
 from .version import __version__
 
 __all__ = [
-    "cells", "data", "datasets", "engine", "errors", "interop", "layers", "models", "losses", "metrics",
+    "cells", "data", "engine", "errors", "interop", "layers", "models", "losses", "metrics",
     "optimizers", "regularizers", "callbacks", "doctor", "__version__",
 ]

@@ -19,9 +19,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..data.datasets import imdb
 from ..data.text import TextVectorizer
 from ..data.timeseries import Normalizer
-from ..datasets import imdb
 from ..errors import ConfigError
 from ..layers import Layer
 from ..models import Model, load_model
