@@ -4,6 +4,7 @@ from . import (
     callbacks,
     cells,
     data,
+    datasets,
     engine,
     errors,
     interop,
@@ -18,6 +19,6 @@ from .diagnosis import doctor
 from .version import __version__
 
 __all__ = [
-    "cells", "data", "engine", "errors", "interop", "layers", "models", "losses", "metrics",
+    "cells", "data", "datasets", "engine", "errors", "interop", "layers", "models", "losses", "metrics",
     "optimizers", "regularizers", "callbacks", "doctor", "__version__",
 ]
