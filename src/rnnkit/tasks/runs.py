@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .. import plots
 from ..data.datasets import imdb
 from ..data.text import TextVectorizer
 from ..data.timeseries import Normalizer
@@ -26,7 +27,7 @@ from ..errors import ConfigError
 from ..layers import Layer
 from ..models import Model, load_model
 from ..training import optimizers as _optimizers
-from . import classification, files, forecasting, generation, plots, specs
+from . import classification, files, forecasting, generation, specs
 from . import seq2seq as s2s
 
 TASKS = ("forecast", "classify", "generate", "seq2seq")
