@@ -4,7 +4,8 @@ A kernel runs a cell forward along time, dilation and reverse already done by th
 ``run(cell, x, state, mask, recurrent_mask) -> (outputs (B, T, H), final state)``.
 ``supports(cell, spec) -> (ok, reason)`` says whether it can; ``backend="auto"`` takes the
 supporting kernel of lowest ``rank`` (fastest first); a named backend that cannot run raises
-``BackendError`` with the reason — never a silent fallback.
+``BackendError`` with the reason — never a silent fallback. A tuple of names (what
+``engine.options(backend=...)`` may give) takes the first of them that supports the scan.
 """
 
 from __future__ import annotations
@@ -54,7 +55,9 @@ def kernels() -> dict[str, Kernel]:
     return dict(_KERNELS)
 
 
-def select(cell, spec: ScanSpec, backend: str = "auto") -> Kernel:
+def select(cell, spec: ScanSpec, backend: str | tuple[str, ...] = "auto") -> Kernel:
+    if isinstance(backend, tuple):
+        return _first_supporting(cell, spec, backend)
     if backend != "auto":
         if backend not in _KERNELS:
             raise BackendError(
@@ -69,6 +72,17 @@ def select(cell, spec: ScanSpec, backend: str = "auto") -> Kernel:
         if kernel.supports(cell, spec)[0]:
             return kernel
     raise BackendError(f"no kernel can run {type(cell).__name__} with {spec}")
+
+
+def _first_supporting(cell, spec: ScanSpec, names: tuple[str, ...]) -> Kernel:
+    reasons = []
+    for name in names:
+        try:
+            return select(cell, spec, name)
+        except BackendError as e:
+            reasons.append(str(e))
+    raise BackendError(f"none of the backends {names} can run {type(cell).__name__}: "
+                       + "; ".join(reasons))
 
 
 def explain(cell, spec: ScanSpec) -> dict[str, str]:

@@ -12,8 +12,19 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from ..errors import ShapeError
+from ..errors import BackendError, ShapeError
+from . import context, native
+from .reference import REFERENCE
 from .registry import ScanSpec, select
+
+
+class Wiring(NamedTuple):
+    """How a scan laid out its steps: what turns processing order back into time order."""
+
+    batch: int
+    steps: int
+    reverse: bool
+    dilation: int
 
 
 class ScanOutput(NamedTuple):
@@ -53,18 +64,77 @@ def scan(cell, x: Tensor, state=None, mask: Tensor | None = None, reverse: bool 
     if dilation > 1:
         last = last_steps(mask, batch, steps, x.device)
         x, state, mask, recurrent_mask = to_interleaved(x, state, mask, recurrent_mask, dilation)
-    spec = ScanSpec(
-        has_mask=mask is not None, has_recurrent_mask=recurrent_mask is not None,
-        device=x.device, dtype=x.dtype, batch=x.shape[0], steps=x.shape[1],
-        mask_packable=mask is not None and is_packable(mask),
-    )
-    kernel = select(cell, spec, backend)
-    ys, final = kernel.run(cell, x, state, mask, recurrent_mask)
+    observer = context.current().observe
+    if observer is None:
+        spec = ScanSpec(
+            has_mask=mask is not None, has_recurrent_mask=recurrent_mask is not None,
+            device=x.device, dtype=x.dtype, batch=x.shape[0], steps=x.shape[1],
+            mask_packable=mask is not None and is_packable(mask),
+        )
+        kernel = select(cell, spec, context.backend_for(backend))
+        ys, final = kernel.run(cell, x, state, mask, recurrent_mask)
+    else:  # observed: the reference loop steps the cell in Python, where it can be watched
+        kernel = REFERENCE
+        observer.begin(cell, Wiring(batch, steps, reverse, dilation))
+        ys, final = REFERENCE.run(cell, x, state, mask, recurrent_mask, observer)
     if dilation > 1:
         ys, final = from_interleaved(ys, final, last, batch, steps, dilation)
     if reverse:
         ys = ys.flip(1)
     return ScanOutput(ys, tuple(final), kernel.name)
+
+
+class LayersOutput(NamedTuple):
+    outputs: Tensor  # (B, T, D·H): the last layer's, in time order, forward features first
+    states: list[tuple[Tensor, ...]]  # each cell's final state, in the order of the cells
+    kernel: str  # which kernel ran
+
+
+def scan_layers(cells, x: Tensor, states, mask: Tensor | None = None, bidirectional: bool = False,
+                backend="auto") -> LayersOutput | None:
+    """Run several layers, and/or both directions, in one kernel call; None when no kernel can
+    (``scan_layers_reason`` says why): the caller then runs its layers one by one.
+
+    cells: layer 0 forward, [layer 0 backward,] layer 1 forward, ...; alike, layer l > 0 taking
+    the D·H features of layer l-1. states: each cell's initial state, a tuple of (B, H).
+    x (B, T, I); mask None or (B, T) bool, post-padding: each row then ends, and its backward
+    direction starts, at the row's own last real step. backend: one for all cells or one per cell
+    (a scope's ``engine.options(backend=...)`` overrides them). The one call is taken where the
+    kernel the engine picks for each cell is ``native`` and torch's fused op can run them together
+    (``native.run_layers``).
+    """
+    mask, reason = _layers_plan(cells, x, mask, backend)
+    if reason:
+        return None
+    ys, finals = native.run_layers(cells, x, states, mask, bidirectional=bidirectional)
+    return LayersOutput(ys, finals, native.NATIVE.name)
+
+
+def scan_layers_reason(cells, x: Tensor, mask: Tensor | None = None, backend="auto") -> str:
+    """Why ``scan_layers`` cannot run ``cells`` in one call on x and mask; '' when it can."""
+    return _layers_plan(cells, x, mask, backend)[1]
+
+
+def _layers_plan(cells, x: Tensor, mask: Tensor | None, backend) -> tuple[Tensor | None, str]:
+    """(the mask for the one call (None: every step real), why it cannot run or '')."""
+    if context.current().observe is not None:
+        return mask, "the engine observes the steps, which the reference loop runs cell by cell"
+    if mask is not None:
+        if mask.dtype != torch.bool or tuple(mask.shape) != tuple(x.shape[:2]):
+            return mask, f"the mask must be (B, T) = {tuple(x.shape[:2])} bool"
+        mask = None if bool(mask.all()) else mask
+    spec = ScanSpec(has_mask=mask is not None, has_recurrent_mask=False, device=x.device,
+                    dtype=x.dtype, batch=x.shape[0], steps=x.shape[1],
+                    mask_packable=mask is not None and is_packable(mask))
+    backends = [backend] * len(cells) if isinstance(backend, (str, tuple)) else list(backend)
+    for cell, chosen in zip(cells, backends):
+        try:
+            kernel = select(cell, spec, context.backend_for(chosen))
+        except BackendError as e:
+            return mask, str(e)
+        if kernel is not native.NATIVE:
+            return mask, f"{type(cell).__name__} runs on the {kernel.name} kernel, not native"
+    return mask, native.layers_reason(cells, spec)
 
 
 def is_packable(mask: Tensor) -> bool:
@@ -100,8 +170,22 @@ def to_interleaved(x, state, mask, recurrent_mask, d: int):
 
 def from_interleaved(ys, final, last, batch: int, steps: int, d: int):
     """Undo ``to_interleaved``; the final state is that of the sub-sequence with the last step."""
-    n, hid = ys.shape[1], ys.shape[2]
-    ys = ys.reshape(batch, d, n, hid).transpose(1, 2).reshape(batch, n * d, hid)[:, :steps]
+    ys = _deinterleave(ys, batch, steps, d)
     rows = torch.arange(batch, device=last.device)
     final = tuple(s.reshape(batch, d, s.shape[-1])[rows, last % d] for s in final)
     return ys, final
+
+
+def _deinterleave(ys: Tensor, batch: int, steps: int, d: int) -> Tensor:
+    """(B·d, n, ...) -> (B, T, ...): row b·d + j held steps j, j+d, j+2d, ... of sequence b."""
+    n, rest = ys.shape[1], ys.shape[2:]
+    return ys.reshape(batch, d, n, *rest).transpose(1, 2).reshape(batch, n * d, *rest)[:, :steps]
+
+
+def to_time_order(per_step: Tensor, batch: int, steps: int, reverse: bool, dilation: int) -> Tensor:
+    """Values a kernel produced per processed step, (T', B·d, ...), as (B, T, ...) in time order:
+    undoes the dilation's interleaving and the reversal."""
+    ys = per_step.transpose(0, 1)  # (B·d, T', ...)
+    if dilation > 1:
+        ys = _deinterleave(ys, batch, steps, dilation)
+    return ys.flip(1) if reverse else ys
