@@ -95,6 +95,14 @@ class Layer(nn.Module):
                     self.to(dtype=x.dtype)
         return super().__call__(x, *args, **kwargs)
 
+    @property
+    def hooked(self) -> bool:
+        """Whether hooks are registered on this layer: a path that computes its output without
+        calling it (``Bidirectional``, ``Stacked`` running their layers in one engine call) must
+        not be taken, or the hooks would not run."""
+        return bool(self._forward_hooks or self._forward_pre_hooks or self._backward_hooks
+                    or self._backward_pre_hooks)
+
     # -- masks ---------------------------------------------------------------------------
     def compute_mask(self, x: Tensor, mask: Tensor | None) -> Tensor | None:
         return mask if self.supports_masking else None
