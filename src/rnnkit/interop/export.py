@@ -24,10 +24,11 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..engine import kernels
-from ..engine.registry import ScanSpec
+from .. import engine
 from ..errors import ConfigError, NotBuiltError
+from ..layers import RNN, Embedding
 from ..models import model as model_module
+from ..training import data
 
 FORMATS = ("onnx", "torchscript", "torch.export")
 DEFAULT_STEPS = 8
@@ -59,7 +60,7 @@ def export(model, path, format: str = "onnx", example=None, opset: int = 17) -> 
     was_training = model.training
     model.eval()
     try:
-        with _traceable_kernels(model) as time_dynamic, _expected_warnings(), torch.no_grad():
+        with _expected_warnings(), torch.no_grad(), _traceable_kernels(model, x) as time_dynamic:
             _WRITERS[format](model, x, path, time_dynamic, opset)
     finally:
         model.train(was_training)
@@ -83,8 +84,6 @@ def _first_layer(model):
 
 
 def _example(model) -> Tensor:
-    from ..layers import Embedding
-
     shape = getattr(model, "input_shape", None)
     if shape is None:
         raise ConfigError(f"{model.name}: cannot tell the input shape; pass example=<a batch>")
@@ -99,41 +98,21 @@ def _example(model) -> Tensor:
 
 
 def _as_input(example, model) -> Tensor:
-    from ..training import data
-
-    x = data.to_tensor(example, "example")
-    return x.to(model._device())
+    return data.to_tensor(example, "example").to(data.device_of(model))
 
 
 # -- kernels the tracers can follow ------------------------------------------------------------
 @contextlib.contextmanager
-def _traceable_kernels(model):
-    """Run every recurrent layer on ``native`` where it can, else ``reference``; yields whether
-    the time axis stays dynamic (every layer native and undilated)."""
-    from ..engine import native as native_module
-    from ..layers import RNN, Embedding
-
-    native = kernels()["native"]
-    masked = any(isinstance(m, Embedding) and m.mask_zero for m in model.modules())
+def _traceable_kernels(model, x: Tensor):
+    """A scope in which every recurrent scan runs on ``native`` where it can, else ``reference``
+    (``engine.options``); yields whether the time axis stays dynamic: on the example, every
+    recurrent layer ran natively and undilated."""
     # a traced packed sequence is what keeps masks in the graph; the CPU training-speed reason
     # native declines masks for (an O(T²) backward) does not apply to a forward-only trace
-    packed_on_cpu, native_module.PACKED_ON_CPU = native_module.PACKED_ON_CPU, True
-    saved, time_dynamic = [], True
-    for layer in model.modules():
-        if isinstance(layer, RNN):
-            spec = ScanSpec(has_mask=masked, has_recurrent_mask=False, device=torch.device("cpu"),
-                            dtype=layer.cell.weight_ih.dtype, batch=1, steps=1, mask_packable=True)
-            # a reversed post-padding mask is pre-padding: no packed sequence can hold it
-            ok = native.supports(layer.cell, spec)[0] and not (masked and layer.go_backwards)
-            time_dynamic = time_dynamic and ok and layer.dilation == 1
-            saved.append((layer, layer.backend))
-            layer.backend = "native" if ok else "reference"
-    try:
-        yield time_dynamic
-    finally:
-        native_module.PACKED_ON_CPU = packed_on_cpu
-        for layer, backend in saved:
-            layer.backend = backend
+    with engine.options(backend=("native", "reference"), packed_on_cpu=True):
+        model(x)  # which kernels the example takes
+        rnns = [m for m in model.modules() if isinstance(m, RNN)]
+        yield all(layer.last_kernel == "native" and layer.dilation == 1 for layer in rnns)
 
 
 @contextlib.contextmanager
@@ -161,8 +140,6 @@ def _write_torchscript(model, x: Tensor, path: Path, time_dynamic: bool, opset: 
 
 
 def _write_torch_export(model, x: Tensor, path: Path, time_dynamic: bool, opset: int) -> None:
-    from ..layers import Embedding
-
     if any(isinstance(m, Embedding) and m.mask_zero for m in model.modules()):
         raise ConfigError(f"{model.name}: torch.export cannot trace masks from Embedding(mask_zero=True) "
                           "(which steps are real depends on the data); use format='onnx' or 'torchscript'")

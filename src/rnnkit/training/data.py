@@ -19,6 +19,12 @@ from ..errors import ConfigError, DataFormatError, ShapeError
 Batch = tuple
 
 
+def device_of(module: torch.nn.Module) -> torch.device:
+    """The device of a module's parameters (the CPU for a module without any)."""
+    p = next(module.parameters(), None)
+    return torch.device("cpu") if p is None else p.device
+
+
 def to_tensor(a, what: str = "x") -> Tensor:
     """int/uint arrays -> int64, bool/float arrays -> float32; a ShapeError for ragged lists."""
     if isinstance(a, Tensor):
