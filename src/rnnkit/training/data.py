@@ -1,7 +1,16 @@
-"""Data for fit/evaluate/predict: arrays sliced into batches, or an iterable of batches.
+"""The trainer's data feed: arrays sliced into batches, or an iterable of batches.
 
 A batch is ``(x, y, sample_weight)`` of tensors (y and sample_weight may be None). Integer arrays
 (token ids, class labels) become int64, everything else float32.
+
+Every run can resume, so a feed says where it is: ``BatchStream.state_dict()`` gives its position
+in the current pass (and for arrays the pass's sample order), ``load_state_dict`` puts it back, and
+the next batch is the one an uninterrupted run would have taken. Arrays always can. An iterable
+of batches can when it has the two methods itself (``is_resumable``), as torch's stateful
+data loaders do: ``state_dict()`` at any moment between batches returns what, given to
+``load_state_dict`` on a fresh copy, makes its next ``iter()`` continue with the next batch, its
+shuffling RNG state included (``rnnkit.data.WindowDataset`` is one). A plain generator cannot,
+and ``fit`` says so before training when asked to checkpoint it.
 """
 
 from __future__ import annotations
@@ -134,8 +143,12 @@ class ArrayData:
                              f"{'training' if split_at == 0 else 'validation'} out of {self.n}")
         return self.take(slice(0, split_at)), self.take(slice(split_at, self.n))
 
+    def order(self, shuffle: bool, pass_index: int = 0) -> Tensor:
+        """The sample order of one pass: a fresh permutation (torch's generator) or 0..n-1."""
+        return torch.randperm(self.n) if shuffle else torch.arange(self.n)
+
     def batches(self, batch_size: int, shuffle: bool) -> Iterator[Batch]:
-        order = torch.randperm(self.n) if shuffle else torch.arange(self.n)
+        order = self.order(shuffle)
         for start in range(0, self.n, batch_size):
             part = self.take(order[start:start + batch_size])
             yield part.x, part.y, part.sample_weight
@@ -150,12 +163,19 @@ def _count(a: Tensor, name: str) -> int:
     return a.shape[0]
 
 
+def is_resumable(source) -> bool:
+    """Whether an iterable of batches can say where it is (``state_dict``/``load_state_dict``)."""
+    return callable(getattr(source, "state_dict", None)) \
+        and callable(getattr(source, "load_state_dict", None))
+
+
 class BatchStream:
     """Batches one epoch at a time, from ArrayData or from an iterable of batches.
 
     Without ``steps`` an epoch is one pass (re-iterating the iterable). With ``steps`` each epoch
     takes that many batches from one iterator kept across epochs (arrays cycle through reshuffled
     passes), as Keras's ``steps_per_epoch``; ``ran_out`` tells that the iterable ended before.
+    ``state_dict`` / ``load_state_dict``: see the module docstring.
     """
 
     def __init__(self, source: ArrayData | Iterable, batch_size: int = 32, shuffle: bool = False,
@@ -165,6 +185,11 @@ class BatchStream:
         self.source, self.batch_size, self.shuffle, self.steps = source, batch_size, shuffle, steps
         self.ran_out = False
         self._iterator: Iterator | None = None
+        # arrays: the current pass's sample order (None between passes), batches of it handed
+        # out, and passes begun (DistributedSampler reshuffles by pass)
+        self._order: Tensor | None = None
+        self._position = 0
+        self._passes = 0
 
     @property
     def steps_per_epoch(self) -> int | None:
@@ -174,7 +199,13 @@ class BatchStream:
             return self.source.num_batches(self.batch_size)
         return None
 
-    def epoch(self) -> Iterator[Batch]:
+    @property
+    def arrays(self) -> ArrayData | None:
+        """The arrays batches are cut from (None for an iterable)."""
+        return self.source if isinstance(self.source, ArrayData) else None
+
+    def epoch(self, first_step: int = 0) -> Iterator[Batch]:
+        """This epoch's batches; ``first_step`` > 0 when a resumed epoch already had as many."""
         if self.steps is None:
             yield from self._one_pass()
             return
@@ -182,21 +213,65 @@ class BatchStream:
             self._iterator = self._endless() if isinstance(self.source, ArrayData) \
                 else (unpack(b) for b in self.source)
         count = 0
-        for batch in itertools.islice(self._iterator, self.steps):
+        for batch in itertools.islice(self._iterator, self.steps - first_step):
             count += 1
             yield batch
-        self.ran_out = count < self.steps
+        self.ran_out = count < self.steps - first_step
 
     def _one_pass(self) -> Iterator[Batch]:
         if isinstance(self.source, ArrayData):
-            yield from self.source.batches(self.batch_size, self.shuffle)
+            yield from self._array_pass()
             return
         for batch in self.source:
             yield unpack(batch)
 
     def _endless(self) -> Iterator[Batch]:
         while True:
-            yield from self.source.batches(self.batch_size, self.shuffle)
+            yield from self._array_pass()
+
+    def _array_pass(self) -> Iterator[Batch]:
+        if self._order is None:  # a new pass; a resumed one keeps its order and position
+            self._order = self.source.order(self.shuffle, self._passes)
+            self._position, self._passes = 0, self._passes + 1
+        size = self.batch_size
+        while self._position * size < len(self._order):
+            part = self.source.take(self._order[self._position * size:(self._position + 1) * size])
+            self._position += 1
+            yield part.x, part.y, part.sample_weight
+        self._order = None
+
+    # -- resuming --------------------------------------------------------------------------------
+    @property
+    def resumable(self) -> bool:
+        return isinstance(self.source, ArrayData) or is_resumable(self.source)
+
+    def state_dict(self) -> dict:
+        """Where the stream is: for arrays the pass's order and how many of its batches went."""
+        if isinstance(self.source, ArrayData):
+            return {"order": self._order, "position": self._position, "passes": self._passes}
+        if is_resumable(self.source):
+            return {"source": self.source.state_dict()}
+        raise ConfigError(f"a {type(self.source).__name__} cannot say where it is (it has no "
+                          "state_dict/load_state_dict)")
+
+    def load_state_dict(self, state: dict) -> None:
+        self._iterator = None
+        if isinstance(self.source, ArrayData):
+            self._order, self._position = state["order"], state["position"]
+            self._passes = state.get("passes", 1)
+        else:
+            self.source.load_state_dict(state["source"])
+
+    def describe(self) -> dict:
+        """What a checkpoint records of the data, to refuse resuming on other data."""
+        if isinstance(self.source, ArrayData):
+            return {"samples": self.source.n, "batch_size": self.batch_size,
+                    "shuffle": self.shuffle}
+        return {"source": type(self.source).__name__, "steps": self.steps}
+
+    def example(self) -> Tensor | None:
+        """An input sample to build the model from before a checkpoint is loaded into it."""
+        return self.source.x[:1] if isinstance(self.source, ArrayData) else None
 
 
 def warn_ran_out(steps: int | None, epochs: int) -> None:
