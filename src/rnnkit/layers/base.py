@@ -161,3 +161,12 @@ class Layer(nn.Module):
         """The layer ``get_config`` describes (nested layers resolved by class name)."""
         return cls(**{k: _config.deserialize_value(k, v, custom_objects)
                       for k, v in config.items()})
+
+
+def top_layers(module: nn.Module):
+    """The rnnkit Layers directly under ``module`` (looking through plain containers)."""
+    for child in module.children():
+        if isinstance(child, Layer):
+            yield child
+        else:
+            yield from top_layers(child)

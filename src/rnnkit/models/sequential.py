@@ -69,7 +69,7 @@ class Sequential(Model):
                        targets: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
         """Run the layers; ``targets`` reach the layers that train with teacher forcing."""
         if not isinstance(x, Tensor):
-            x = _data.to_tensor(x).to(self._device())
+            x = _data.to_tensor(x).to(_data.device_of(self))
         self.build_from_batch(x)
         for layer in self.layers:
             kwargs = {"mask": mask} if layer.supports_masking else {}

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 import torch
 
 from ..errors import ConfigError, NonFiniteError
+from ..layers.recurrent import RNN
 
 MODES = ("rollback", "stop", "raise", None)
 _DOCTOR: Callable | None = None  # doctor(model, x, y, batch_size=) -> a report with .findings
@@ -110,10 +111,15 @@ class NanGuard:
         opt_state = {p: {k: v.clone() if isinstance(v, torch.Tensor) else copy.deepcopy(v)
                          for k, v in s.items()} for p, s in opt.torch_optimizer.state.items()}
         metrics = [copy.deepcopy(m.__dict__) for m in model.metrics]
-        return weights, opt_state, opt.iterations, metrics
+        # states carried from batch to batch (stateful layers, TBPTT windows): a rolled-back
+        # batch leaves the next one the state it started from
+        carried = [(m, m.states) for m in model.modules() if isinstance(m, RNN) and m.stateful]
+        return weights, opt_state, opt.iterations, metrics, carried
 
     def _restore(self, saved: tuple) -> None:
-        weights, opt_state, iterations, metrics = saved
+        weights, opt_state, iterations, metrics, carried = saved
+        for layer, states in carried:
+            layer.states = states
         model, opt = self.model, self.model.optimizer
         model.load_state_dict(weights)
         opt.torch_optimizer.state.clear()
