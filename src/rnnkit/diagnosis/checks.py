@@ -4,8 +4,9 @@
 features, normalization that saw the validation data, a tiny last batch), at the model (output
 activation against the loss and labels, dropout, learning rate) and, with a loss, at a few probe
 training steps (gradient norms, gradient through time, regularization against the data loss).
-The probe trains a copy of the optimizer; the model's weights, gradients, recurrent states and
-the torch RNG are restored afterwards, and the model's own optimizer is never touched.
+The probe takes fit's own train step (``training.steps.train_step``, the model's precision
+included) with a copy of the optimizer; the model's weights, gradients, recurrent states, running
+metrics and the torch RNG are restored afterwards, and the model's own optimizer is never touched.
 
 Dimension legend: B batch (N samples), T time, F features, C classes.
 """
@@ -30,6 +31,7 @@ from ..layers.recurrent import GRU, LSTM, RNN
 from ..training import losses as _losses
 from ..training import optimizers as _optimizers
 from ..training.data import is_array_like, to_tensor, unpack
+from ..training.steps import train_step
 from .inside import ensure_built, gradient_through_time, recurrent_layers
 from .report import Finding, Report
 
@@ -595,13 +597,15 @@ def _build(model: nn.Module, x: Tensor) -> None:
 
 
 class _preserved:
-    """Restores a model's weights, gradients, recurrent states, mode and the torch RNG on exit."""
+    """Restores a model's weights, gradients, recurrent states, running metrics, mode and the
+    torch RNG on exit."""
 
     def __init__(self, model: nn.Module):
         self.model = model
 
     def __enter__(self):
         m = self.model
+        self.metrics = [copy.deepcopy(k.__dict__) for k in getattr(m, "metrics", [])]
         self.state = copy.deepcopy(m.state_dict())
         self.grads = [None if p.grad is None else p.grad.clone() for p in m.parameters()]
         self.rnn_states = [(layer, layer.states) for layer in recurrent_layers(m)]
@@ -618,42 +622,39 @@ class _preserved:
             layer.states = states
         m.train(self.training)
         torch.set_rng_state(self.rng)
+        for k, state in zip(getattr(m, "metrics", []), self.metrics):
+            k.__dict__.update(state)
         return False
 
 
-def _loss_parts(model, loss_fn, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
-    """(data loss, regularization loss) of one batch in training mode."""
-    y_pred, mask = model.call_with_mask(x, targets=y)
-    weight = None if mask is None else mask.float()
-    data_loss = getattr(model, "loss_weight", 1.0) * loss_fn(y, y_pred, weight)
-    reg = model.regularization_loss() if hasattr(model, "regularization_loss") else 0.0
-    return data_loss, torch.as_tensor(reg, dtype=data_loss.dtype)
-
-
 def _run_probe(model, loss_fn, opt_spec, batches, steps: int) -> _Probe:
-    """``steps`` optimizer steps (cycling through ``batches``) with a fresh copy of the optimizer."""
+    """``steps`` of fit's own train step (cycling through ``batches``) with a fresh copy of the
+    optimizer, the gradient norm read before each update; a non-finite one ends the probe."""
     opt = copy.copy(opt_spec)
     opt.torch_optimizer, opt.params, opt.iterations = None, [], 0
+    opt.build(model.parameters())
     model.train()
     probe = _Probe()
-    for step, (x, y) in enumerate(itertools.islice(itertools.cycle(batches), steps)):
-        if not opt.built:
-            opt.build(model.parameters())
-        data_loss, reg = _loss_parts(model, loss_fn, x, y)
-        loss = data_loss + reg
-        if step == 0:
-            probe.data_loss, probe.reg_loss = data_loss.item(), reg.item()
-        opt.zero_grad()
-        loss.backward()
+
+    def look(loss: Tensor) -> bool:
         grads = [p.grad for p in model.parameters() if p.grad is not None]
         norm = float(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g.double())
                                                            for g in grads])))
+        if not probe.norms:  # the first step, at the model's own weights
+            with torch.no_grad():
+                probe.reg_loss = float(model.regularization_loss())
+            probe.data_loss = loss.item() - probe.reg_loss
         probe.norms.append(norm)
         probe.losses.append(loss.item())
-        if not (math.isfinite(norm) and math.isfinite(probe.losses[-1])):
-            probe.bad_step = step
+        finite = math.isfinite(norm) and math.isfinite(probe.losses[-1])
+        if not finite:
+            probe.bad_step = len(probe.norms) - 1
+        return finite
+
+    for x, y in itertools.islice(itertools.cycle(batches), steps):
+        train_step(model, (x, y, None), optimizer=opt, loss=loss_fn, before_update=look)
+        if probe.bad_step is not None:
             break
-        opt.step()
     return probe
 
 
