@@ -27,6 +27,7 @@ from ..errors import ConfigError
 from ..layers import Layer
 from ..models import Model, load_model
 from ..training import optimizers as _optimizers
+from ..training.checkpoint import seed_everything
 from . import classification, files, forecasting, generation, specs
 from . import seq2seq as s2s
 
@@ -104,11 +105,6 @@ class Run:
 
 
 # -- shared ---------------------------------------------------------------------------------
-def seed_everything(seed: int) -> None:
-    torch.manual_seed(seed)
-    np.random.seed(seed)
-
-
 def optimizer(cfg: TrainConfig) -> _optimizers.Optimizer:
     """The named optimizer at ``cfg.learning_rate``, gradients clipped to norm 1 per tensor."""
     cls = type(_optimizers.get(cfg.optimizer, "optimizer"))
