@@ -30,7 +30,10 @@ _HELP = {
     "horizon": "number of future values to predict", "delay": "rows skipped before the horizon",
     "season": "season length in rows for the seasonal naive baseline",
     "decoder": "decoder spec for seq2seq (simple, lstm or gru)",
-    "resume": "continue an interrupted run from its checkpoint directory (OUT/checkpoint)",
+    "resume": "continue the run in this directory (its --out) exactly where it stopped; reads "
+              "its config.json, so no other option is needed (options that contradict it are "
+              "refused; --epochs may continue it further)",
+    "checkpoint_every": "optimizer steps between training checkpoints (0: after every epoch)",
     "seed": "seeds Python, numpy and torch (weights, data order)",
     "sample_length": "generate: characters sampled per temperature for metrics.json",
     "threads": "torch CPU threads (0: torch's default); 1 on a busy shared machine",
@@ -146,9 +149,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def train_config(args: argparse.Namespace) -> runs.TrainConfig:
-    """Defaults, then the TOML file, then the flags given on the command line."""
+    """Defaults, then the TOML file, then the flags given on the command line; with --resume
+    DIR, the run's saved options (which the others may not contradict)."""
     options = load_config(args.config) if getattr(args, "config", None) else {}
     options.update({k: v for k, v in vars(args).items() if k in _FIELDS})
+    if options.get("resume"):
+        cfg = runs.resume_config(options["resume"], options)
+        return dataclasses.replace(cfg, **{k: options[k] for k in runs.RESUME_MAY_CHANGE
+                                           if k in options and k != "resume"})
     return runs.TrainConfig(**options)
 
 

@@ -1,9 +1,10 @@
 """Whole runs of the four tasks, from a data file to a run directory, as the CLI drives them.
 
-A run directory holds ``config.json`` (the task and its options), ``model/`` (``Model.save``:
-weights, architecture, and as ``preprocessing`` the options plus what reading new data needs:
-vectorizer vocabularies, normalizer statistics, classes), ``checkpoint/`` (the last epoch's
-training checkpoint, for ``resume``), ``history.csv``, ``metrics.json`` and PNG plots.
+A run directory holds ``config.json`` (the task and its options, written before training),
+``model/`` (``Model.save``: weights, architecture, and as ``preprocessing`` the options plus what
+reading new data needs: vectorizer vocabularies, normalizer statistics, classes), ``checkpoint/``
+(the last training checkpoint: every task, forecast's streamed windows included, resumes exactly
+with ``--resume DIR``), ``history.csv``, ``metrics.json`` and PNG plots.
 metrics.json always has a ``"model"`` entry; forecasting adds ``"baselines"``, generation
 ``"samples"``.
 """
@@ -23,7 +24,7 @@ from .. import plots
 from ..data.datasets import imdb
 from ..data.text import TextVectorizer
 from ..data.timeseries import Normalizer
-from ..errors import ConfigError
+from ..errors import ConfigError, DataFormatError
 from ..layers import Layer
 from ..models import Model, load_model
 from ..training import optimizers as _optimizers
@@ -50,6 +51,7 @@ class TrainConfig:
     threads: int = 0
     quiet: bool = False
     resume: str = ""
+    checkpoint_every: int = 0
     # forecast
     target: str = ""
     features: list[str] = field(default_factory=list)
@@ -81,12 +83,10 @@ class TrainConfig:
             raise ConfigError("data: give the data file (--data FILE)")
         if self.task == "forecast" and not self.target:
             raise ConfigError("target: forecasting needs the target column (--target COL)")
-        if self.resume and self.task == "forecast":
-            raise ConfigError("resume: the 'forecast' task streams its windows, which fit cannot "
-                              "checkpoint; train again with --seed for a repeatable run")
         specs.parse(self.model)
-        for name in ("epochs", "batch_size", "lookback", "horizon", "seq_len", "maxlen"):
-            if getattr(self, name) < (0 if name == "epochs" else 1):
+        for name in ("epochs", "batch_size", "lookback", "horizon", "seq_len", "maxlen",
+                     "checkpoint_every"):
+            if getattr(self, name) < (0 if name in ("epochs", "checkpoint_every") else 1):
                 raise ConfigError(f"{name}: must be positive, got {getattr(self, name)}")
         if not 0.0 < self.validation_fraction < 1.0:
             raise ConfigError(f"validation_fraction: must be in (0, 1), got "
@@ -396,22 +396,84 @@ def prepare(cfg: TrainConfig) -> Prepared:
 def train(cfg: TrainConfig) -> Run:
     """Train, score on the held-out data and write the run directory ``cfg.out``.
 
-    Tasks trained on arrays (all but forecast) write a checkpoint to ``cfg.out/checkpoint``
-    after every epoch; ``cfg.resume`` (that directory) continues an interrupted run exactly."""
+    The options go to ``cfg.out/config.json`` first, and a training checkpoint to
+    ``cfg.out/checkpoint`` after every epoch (every ``cfg.checkpoint_every`` optimizer steps when
+    given), so a run killed at any moment continues exactly with ``--resume cfg.out`` (see
+    ``resume_config``); ``cfg.resume`` names that run directory (or its checkpoint)."""
     ready = prepare(cfg)
-    # fit checkpoints array data only (it stores the data order); forecast windows stream
-    arrays = ready.data["y"] is not None
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    write_config(cfg, out)
     history = ready.model.fit(ready.data["x"], ready.data["y"], batch_size=cfg.batch_size,
                               epochs=cfg.epochs, validation_data=ready.data["validation_data"],
                               verbose=0 if cfg.quiet else 1, seed=cfg.seed,
-                              checkpoint_dir=Path(cfg.out) / "checkpoint" if arrays else None,
-                              resume=cfg.resume or None)
+                              checkpoint_dir=out / CHECKPOINT,
+                              checkpoint_every=cfg.checkpoint_every or None,
+                              resume=_checkpoint_to_resume(cfg))
     run = Run(cfg, ready.preprocessing, ready.model, history.history)
-    out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
     run.metrics = _EVALUATE[cfg.task](run, cfg.data, out)
     save(run, out)
     return run
+
+
+CHECKPOINT = "checkpoint"  # the run directory's training checkpoint
+# Options that may differ from a resumed run's saved ones: they do not change what was trained
+# (epochs continues a finished run further; the last resume is recorded)
+RESUME_MAY_CHANGE = ("resume", "quiet", "threads", "epochs")
+
+
+def resume_config(directory: str | Path, given: dict | None = None) -> TrainConfig:
+    """The options of the run in ``directory`` (its config.json), to continue it: ``given``
+    options (from the command line) must agree with them, except ``RESUME_MAY_CHANGE``;
+    ``directory`` may also be the run's checkpoint directory."""
+    directory = Path(directory)
+    if not (directory / "config.json").is_file() and (directory.parent / "config.json").is_file() \
+            and directory.name == CHECKPOINT:
+        directory = directory.parent
+    path = directory / "config.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"resume: {directory}: not a run directory (no config.json); "
+                                "give the --out directory of the run to continue")
+    try:
+        saved = json.loads(path.read_text(encoding="utf-8"))["train"]
+        cfg = TrainConfig(**saved)
+    except (json.JSONDecodeError, KeyError, TypeError) as e:
+        raise DataFormatError(f"{path}: not a run's config.json ({e})") from None
+    given = {k: v for k, v in (given or {}).items() if k not in RESUME_MAY_CHANGE}
+    for key, value in given.items():
+        if not _same_option(key, value, getattr(cfg, key)):
+            flag = "--" + key.replace("_", "-")
+            raise ConfigError(f"resume: {flag} {value!r} contradicts the run's {key} "
+                              f"{getattr(cfg, key)!r} ({path}); leave it out to continue the run "
+                              "as it was, or train a new run")
+    return dataclasses.replace(cfg, resume=str(directory), out=str(directory))
+
+
+def _same_option(key: str, given, saved) -> bool:
+    if key in ("data", "out") and given and saved:
+        return Path(given).resolve() == Path(saved).resolve()
+    return given == saved
+
+
+def _checkpoint_to_resume(cfg: TrainConfig) -> Path | None:
+    """The checkpoint ``cfg.resume`` continues from; None when the run to resume was killed
+    before it wrote one (it then starts over, which ends the same)."""
+    if not cfg.resume:
+        return None
+    resume = Path(cfg.resume)
+    for candidate in (resume / CHECKPOINT, resume):
+        if (candidate / "training.json").is_file():
+            return candidate
+    if (resume / "config.json").is_file() or resume.name == CHECKPOINT:
+        return None
+    raise FileNotFoundError(f"resume: {resume}: neither a run directory nor a training "
+                            "checkpoint")
+
+
+def write_config(cfg: TrainConfig, out: Path) -> None:
+    """``out/config.json``: the task and every option, what ``--resume`` reads back."""
+    options = dataclasses.asdict(cfg)
+    (out / "config.json").write_text(json.dumps({"task": cfg.task, "train": options}, indent=1))
 
 
 def evaluate(run: Run, path: str, out_dir: Path | None = None) -> dict:
@@ -441,9 +503,8 @@ def generate(run: Run, prompt: str, length: int = 200, temperature: float = 1.0,
 def save(run: Run, out: Path) -> None:
     """Write config.json (the options), model/ (Model.save: weights, architecture and the
     preprocessing), history.csv, metrics.json and the plots."""
+    write_config(run.config, out)
     options = dataclasses.asdict(run.config)
-    (out / "config.json").write_text(json.dumps({"task": run.config.task, "train": options},
-                                                indent=1))
     run.model.preprocessing = {"task": run.config.task, "train": options, **run.preprocessing}
     run.model.save(out / "model")
     (out / "metrics.json").write_text(json.dumps(run.metrics, indent=1))

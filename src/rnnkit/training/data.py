@@ -267,7 +267,8 @@ class BatchStream:
         if isinstance(self.source, ArrayData):
             return {"samples": self.source.n, "batch_size": self.batch_size,
                     "shuffle": self.shuffle}
-        return {"source": type(self.source).__name__, "steps": self.steps}
+        size = len(self.source) if hasattr(self.source, "__len__") else None
+        return {"source": type(self.source).__name__, "batches": size, "steps": self.steps}
 
     def example(self) -> Tensor | None:
         """An input sample to build the model from before a checkpoint is loaded into it."""
