@@ -141,9 +141,10 @@ def _forecast_build(cfg: TrainConfig, prep: dict) -> Model:
     return model
 
 
-def _forecast_series(cfg: TrainConfig, path: str, prep: dict | None = None):
+def _forecast_series(cfg: TrainConfig, path: str, prep: dict | None = None,
+                     bad_cells: str = "raise"):
     columns = prep["columns"] if prep else cfg.features
-    series = forecasting.load_series(path, cfg.target, columns)
+    series = forecasting.load_series(path, cfg.target, columns, bad_cells)
     borders = forecasting.split_rows(len(series.values), cfg.split)
     return series, borders
 
@@ -157,14 +158,26 @@ def _forecast_windows(cfg, series, normalizer, borders, shuffle=False):
             for i, (s, e) in enumerate(zip(starts, ends))]
 
 
-def _forecast_prepare(cfg: TrainConfig) -> Prepared:
-    series, borders = _forecast_series(cfg, cfg.data)
-    normalizer = Normalizer().fit(series.values, 0, borders[0])
+def _forecast_prepare(cfg: TrainConfig, for_doctor: bool = False) -> Prepared:
+    series, borders = _forecast_series(cfg, cfg.data, bad_cells="keep" if for_doctor else "raise")
+    normalizer = _tolerant_normalizer(series.values[:borders[0]]) if for_doctor \
+        else Normalizer().fit(series.values, 0, borders[0])
     prep = {"columns": series.columns, "target": cfg.target, "normalizer": normalizer.to_config()}
     train, val, _ = _forecast_windows(cfg, series, normalizer, borders, shuffle=True)
-    source = {"file": cfg.data, "columns": series.columns, "row_offset": 2}
+    source = {"file": cfg.data, "columns": series.columns, "lines": series.lines,
+              "bad_cells": series.bad_cells}
     return Prepared(prep, _forecast_build(cfg, prep),
                     {"x": train, "y": None, "validation_data": val}, source)
+
+
+def _tolerant_normalizer(rows: np.ndarray) -> Normalizer:
+    """Statistics of the finite values of training rows (N, F), a constant or empty column
+    scaled by 1: the doctor sees the windows of a broken file, and reports what is broken."""
+    finite = np.isfinite(rows)
+    count = np.maximum(finite.sum(axis=0), 1)
+    mean = np.where(finite, rows, 0.0).sum(axis=0) / count
+    std = np.sqrt((np.where(finite, rows - mean, 0.0) ** 2).sum(axis=0) / count)
+    return Normalizer(mean, np.where(std > 0, std, 1.0))
 
 
 def _forecast_evaluate(run: Run, path: str, out_dir: Path | None) -> dict:
@@ -384,12 +397,18 @@ _PREDICT = {"forecast": _forecast_predict, "classify": _classify_predict,
 
 
 # -- public ---------------------------------------------------------------------------------
-def prepare(cfg: TrainConfig) -> Prepared:
-    """Read the data, fit the preprocessing on the training part, build the model."""
+def prepare(cfg: TrainConfig, for_doctor: bool = False) -> Prepared:
+    """Read the data, fit the preprocessing on the training part, build the model.
+
+    ``for_doctor``: read a broken series anyway, so the doctor reports every problem at once:
+    cells that are not finite numbers become NaN and are listed in ``source["bad_cells"]``, and
+    the normalization ignores them and leaves constant columns unscaled (forecast)."""
     cfg.check()
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     seed_everything(cfg.seed)
+    if cfg.task == "forecast":
+        return _forecast_prepare(cfg, for_doctor)
     return _PREPARE[cfg.task](cfg)
 
 
