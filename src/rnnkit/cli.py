@@ -17,6 +17,7 @@ from pathlib import Path
 
 import tomllib
 
+from .diagnosis import Finding, Report, diagnose
 from .errors import ConfigError, RnnkitError
 from .tasks import runs, specs
 
@@ -122,7 +123,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train_options(sub.add_parser("train", help="train a model and write a run directory"))
     doctor = sub.add_parser("doctor", help="run the NaN-loss checklist on what train would fit")
     _add_train_options(doctor)
-    doctor.add_argument("--json", action="store_true", help="print the report as JSON")
+    doctor.add_argument("--json", action="store_true", help="print the report as JSON, always "
+                        "(an unreadable input is an error finding); exit code 1 when an error or "
+                        "warning is found, 0 when none")
     doctor.add_argument("--probe-steps", type=int, default=20)
     evaluate = sub.add_parser("evaluate", help="metrics of a run on data (metrics.json shape)")
     evaluate.add_argument("run_dir")
@@ -173,15 +176,23 @@ def cmd_train(args) -> None:
     _say(args, json.dumps(run.metrics["model"], indent=1))
 
 
-def cmd_doctor(args) -> None:
-    from .diagnosis import diagnose
-
-    cfg = train_config(args)
-    ready = runs.prepare(cfg)
-    report = diagnose(ready.model, ready.data["x"], ready.data["y"], batch_size=cfg.batch_size,
-                      validation_data=ready.data["validation_data"],
-                      probe_steps=args.probe_steps, source=ready.source)
+def cmd_doctor(args) -> int:
+    """The report on what train would fit, every check at once: a broken data file is read
+    anyway (each bad cell listed). Exit code 1 when an error or warning was found, else 0;
+    ``--json`` prints JSON whatever happens, an unreadable input as an error finding."""
+    try:
+        cfg = train_config(args)
+        ready = runs.prepare(cfg, for_doctor=True)
+        report = diagnose(ready.model, ready.data["x"], ready.data["y"], batch_size=cfg.batch_size,
+                          validation_data=ready.data["validation_data"],
+                          probe_steps=args.probe_steps, source=ready.source)
+    except (RnnkitError, FileNotFoundError) as e:
+        if not args.json:
+            raise
+        report = Report([Finding("input", "error", f"the doctor could not read what train "
+                                 f"would fit: {e}", "fix the data file or the options named")])
     print(report.to_json() if args.json else str(report))
+    return 1 if report.errors or report.warnings else 0
 
 
 def cmd_evaluate(args) -> None:
@@ -222,20 +233,20 @@ COMMANDS = {"train": cmd_train, "doctor": cmd_doctor, "evaluate": cmd_evaluate,
             "predict": cmd_predict, "generate": cmd_generate, "export": cmd_export}
 
 
-def run(argv: list[str] | None = None) -> None:
-    """Parse ``argv`` and run the command; user errors raise (see :func:`main`)."""
+def run(argv: list[str] | None = None) -> int:
+    """Parse ``argv`` and run the command; user errors raise (see :func:`main`). Returns the
+    exit code (doctor: 1 when it found something)."""
     args = build_parser().parse_args(argv)
-    COMMANDS[args.command](args)
+    return COMMANDS[args.command](args) or 0
 
 
 def main(argv: list[str] | None = None) -> int:
     """The console script: user errors print ``rnnkit: error: ...`` and return 2."""
     try:
-        run(argv)
+        return run(argv)
     except (RnnkitError, FileNotFoundError) as e:
         print(f"rnnkit: error: {e}", file=sys.stderr)
         return 2
-    return 0
 
 
 if __name__ == "__main__":
