@@ -134,6 +134,7 @@ class Windows:
         self.ran_out = False
         self._window = 0  # the next window of this pass
         self._back: deque | None = None  # carried states at the last k2 // k1 window starts
+        self._pending = False
         self._passes = 0
 
     @property
@@ -166,8 +167,10 @@ class Windows:
             begin = max(stop - self.k2, 0) if self.k2 > self.k1 else start
             self.carried.restore(self._back[0])  # the state at `begin`, detached
             self._window += 1
+            self._pending = True  # the state this window leaves is not in _back yet
             yield self._cut(series, begin, start, stop)
             self._back.append(self.carried.snapshot())
+            self._pending = False
         self._back, self._window = None, 0
         self._passes += 1
 
@@ -189,13 +192,17 @@ class Windows:
 
     def state_dict(self) -> dict:
         """The next window and the carried states it and the re-run windows start from."""
-        back = None if self._back is None else [
-            [None if s is None else list(s) for s in snapshot] for snapshot in self._back]
+        back = None
+        if self._back is not None:
+            starts = deque(self._back, maxlen=self._back.maxlen)
+            if self._pending:  # taken between a window's train step and the next window
+                starts.append(self.carried.snapshot())
+            back = [[None if s is None else list(s) for s in snapshot] for snapshot in starts]
         return {"window": self._window, "back": back, "passes": self._passes}
 
     def load_state_dict(self, state: dict) -> None:
         device = _data.device_of(self.model)
-        self._window, self._passes = state["window"], state["passes"]
+        self._window, self._passes, self._pending = state["window"], state["passes"], False
         self._back = None if state["back"] is None else deque(
             ([None if s is None else tuple(t.to(device) for t in s) for s in snapshot]
              for snapshot in state["back"]), maxlen=self.k2 // self.k1)
