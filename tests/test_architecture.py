@@ -203,3 +203,31 @@ def test_the_checks_find_an_upward_import_a_circle_and_a_private_name():
     assert _circles(edges) == [["rnnkit.layers.a", "rnnkit.layers.b"]]
     assert _private_uses("rnnkit.engine", tree["rnnkit.engine"][1], tree) == [
         "rnnkit.engine:3 imports _x", "rnnkit.engine:2 uses lb._hidden"]
+
+
+def test_old_import_paths_keep_working():
+    """Modules that moved leave their old path behind, handing on the very same objects."""
+    import importlib
+
+    moved = {  # old path: (new path, names)
+        "rnnkit.export": ("rnnkit.interop.export", ["export", "onnx_max_abs_diff", "FORMATS"]),
+        "rnnkit.models.data": ("rnnkit.training.data", ["ArrayData", "BatchStream", "to_tensor",
+                                                        "unpack", "is_array_like"]),
+        "rnnkit.training.regularizers": ("rnnkit.layers.regularizers", ["l2", "L1L2", "get"]),
+        "rnnkit.regularizers": ("rnnkit.layers.regularizers", ["l1", "l1_l2", "L2"]),
+        "rnnkit.interop.keras": ("rnnkit.layers.keras_weights", ["cell_to_keras",
+                                                                 "cell_from_keras"]),
+        "rnnkit.tasks.plots": ("rnnkit.plots", ["training_curves", "forecast", "confusion"]),
+        "rnnkit.diagnosis.plots": ("rnnkit.plots", ["plot_history", "plot_hidden_states",
+                                                    "read_history"]),
+        "rnnkit.datasets": ("rnnkit.data.datasets", ["ett", "imdb", "jena"]),
+        "rnnkit.datasets.imdb": ("rnnkit.data.datasets.imdb", ["load_data"]),
+        "rnnkit.training.guard": ("rnnkit.errors", ["NonFiniteError"]),
+        "rnnkit.models.model": ("rnnkit.layers.base", ["top_layers"]),
+        "rnnkit.models.persistence": ("rnnkit.storage", ["load_state", "sha256", "check_finite"]),
+        "rnnkit.tasks.runs": ("rnnkit.training.checkpoint", ["seed_everything"]),
+    }
+    for old, (new, names) in moved.items():
+        old_module, new_module = importlib.import_module(old), importlib.import_module(new)
+        for name in names:
+            assert getattr(old_module, name) is getattr(new_module, name), f"{old}.{name}"
