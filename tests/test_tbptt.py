@@ -134,15 +134,19 @@ def _dropout_model(seed=0):
     return model
 
 
-def test_a_window_as_long_as_the_series_is_plain_fit():
+@pytest.mark.parametrize("weights", [None, "per series", "per step"])
+def test_a_window_as_long_as_the_series_is_plain_fit(weights):
     """TBPTT(T) on series of T steps is fit on the B series as one batch: the same weights,
-    bit for bit (dropout masks included), epoch after epoch."""
+    bit for bit (dropout masks and sample weights included), epoch after epoch."""
     x, y = _series(16, batch=3)
+    sample_weight = {None: None, "per series": torch.tensor([1.0, 0.5, 2.0]),
+                     "per step": (torch.arange(16) % 3 != 0).float().expand(3, 16)}[weights]
     windowed, plain = _dropout_model(), _dropout_model()
     torch.manual_seed(4)
-    h1 = windowed.fit(x, y, tbptt=16, epochs=3, verbose=0)
+    h1 = windowed.fit(x, y, tbptt=16, epochs=3, verbose=0, sample_weight=sample_weight)
     torch.manual_seed(4)
-    h2 = plain.fit(x, y, batch_size=3, shuffle=False, epochs=3, verbose=0)
+    h2 = plain.fit(x, y, batch_size=3, shuffle=False, epochs=3, verbose=0,
+                   sample_weight=sample_weight)
     assert all(torch.equal(p, q) for p, q in zip(windowed.parameters(), plain.parameters()))
     assert h1.history == h2.history
 
