@@ -69,8 +69,7 @@ class Trainer:
                                          validation_steps, tbptt)
                 run = _checkpoint.TrainingRun(model, train, _distributed.chief_only(
                     model.distribute_strategy, checkpoint_dir), checkpoint_every, resume)
-                windows = isinstance(train, _tbptt.Windows)
-                with train.carrying() if windows else contextlib.nullcontext():
+                with _tbptt_scope(train, "carrying"):
                     return self._fit(train, val, run, guard, epochs, initial_epoch,
                                      steps_per_epoch, verbose, callbacks)
         finally:
@@ -101,8 +100,7 @@ class Trainer:
                 break
             logs = _distributed.reduce_logs(strategy, epoch_logs)
             if val is not None:
-                windows = isinstance(train, _tbptt.Windows)
-                with train.paused() if windows else contextlib.nullcontext():
+                with _tbptt_scope(train, "paused"):  # validation runs whole sequences
                     val_logs = _distributed.reduce_logs(strategy, self._test(val, cbs))
                 logs.update({f"val_{k}": v for k, v in val_logs.items()})
             cbs.call("on_epoch_end", epoch, logs)
@@ -224,6 +222,12 @@ class Trainer:
             model.build_from_batch(x.to(_data.device_of(model)))
         if not model.optimizer.built:
             model.optimizer.build(model.parameters())
+
+
+def _tbptt_scope(feed, name: str):
+    """TBPTT windows' ``carrying()`` (the layers stateful for the run) or ``paused()``; nothing
+    for other feeds."""
+    return getattr(feed, name)() if isinstance(feed, _tbptt.Windows) else contextlib.nullcontext()
 
 
 def stream(x, y, sample_weight, batch_size: int, shuffle: bool, steps: int | None,
