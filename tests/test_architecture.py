@@ -17,6 +17,8 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+import numpy as np
+
 import rnnkit
 
 ROOT = Path(rnnkit.__file__).parent
@@ -227,6 +229,13 @@ def test_old_import_paths_keep_working():
         "rnnkit.models.persistence": ("rnnkit.storage", ["load_state", "sha256", "check_finite"]),
         "rnnkit.tasks.runs": ("rnnkit.training.checkpoint", ["seed_everything"]),
     }
+    from rnnkit import layers, models
+    from rnnkit.training.tbptt import fit_tbptt
+
+    model = models.Sequential([layers.GRU(2, return_sequences=True), layers.Dense(1)])
+    model.compile("sgd", "mse")
+    series = np.zeros((2, 6, 3), "float32")
+    assert len(fit_tbptt(model, series, series[..., :1], 3, epochs=2).history["loss"]) == 2
     for old, (new, names) in moved.items():
         old_module, new_module = importlib.import_module(old), importlib.import_module(new)
         for name in names:

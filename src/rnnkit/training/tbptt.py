@@ -215,6 +215,11 @@ class Windows:
         return self.source.x[:1, :self.k1]
 
 
+def fit_tbptt(model, x, y, tbptt, epochs: int = 1, verbose=0, callbacks=None):
+    """The old entry point: ``model.fit(x, y, tbptt=tbptt, ...)``, which it now is."""
+    return model.fit(x, y, tbptt=tbptt, epochs=epochs, verbose=verbose, callbacks=callbacks)
+
+
 class SavedMemory:
     """Bytes autograd holds for backward (tensors saved by the forward), current and peak."""
 
