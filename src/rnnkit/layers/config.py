@@ -3,10 +3,12 @@
 As in Keras 3, a layer's config is the arguments it was constructed with (``Layer.__new__`` records
 them), so ``from_config(get_config())`` rebuilds the same layer. Values are turned into JSON here:
 names stay names, a callable that rnnkit knows by name (``torch.tanh``, ``initializers.orthogonal``)
-becomes its name, a regularizer ``{"l1": .., "l2": ..}``, a nested layer its own config. Anything
-else (a user's lambda, a cell object) cannot be written as JSON and raises a ConfigError that names
-the layer and the argument. Reading resolves class names among the Layer classes the program has
-defined (rnnkit's and the user's own) and ``custom_objects``: nothing is imported or unpickled.
+becomes its name, an initializer or constraint object (``initializers.Constant(0.01)``) Keras's
+``{"class_name": ..., "config": {...}}``, a regularizer ``{"l1": .., "l2": ..}``, a nested layer its
+own config. Anything else (a user's lambda, a cell object) cannot be written as JSON and raises a
+ConfigError that names the layer and the argument. Reading resolves class names among the Layer
+classes the program has defined (rnnkit's and the user's own) and ``custom_objects``: nothing is
+imported or unpickled.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .. import activations, initializers
+from .. import activations, constraints, initializers
 from ..errors import ConfigError
 from ..training.regularizers import L1L2
 
@@ -81,6 +83,11 @@ def serialize_value(value, layer, arg: str):
         return serialize_layer(value)
     if isinstance(value, L1L2):
         return {"l1": value.l1, "l2": value.l2}
+    if isinstance(value, (initializers.Initializer, constraints.Constraint)):
+        out = {"class_name": type(value).__name__, "config": value.get_config()}
+        if not type(value).__module__.startswith("rnnkit."):
+            out["module"] = type(value).__module__
+        return out
     if isinstance(value, torch.dtype):
         return str(value).removeprefix("torch.")
     name = _registered_name(value)
@@ -102,6 +109,17 @@ def _registered_name(fn) -> str | None:
 
 
 # -- reading -------------------------------------------------------------------------------------
+def _deserialize_object(spec: dict, module, custom_objects: dict | None):
+    """An initializer or constraint from its config: rnnkit's class, or the user's from
+    ``custom_objects``."""
+    name = spec["class_name"]
+    cls = (custom_objects or {}).get(name) or module.CLASSES.get(name)
+    if cls is None:
+        raise ConfigError(f"unknown {module.__name__.rsplit('.', 1)[-1]} class {name!r}: pass "
+                          f"custom_objects={{{name!r}: YourClass}}")
+    return cls.from_config(dict(spec["config"]))
+
+
 def deserialize_layer(spec, custom_objects: dict | None = None):
     """The layer a ``serialize_layer`` dict describes."""
     if not (isinstance(spec, dict) and isinstance(spec.get("class_name"), str)
@@ -127,6 +145,9 @@ def layer_class(name: str, module: str | None, custom_objects: dict | None) -> t
 def deserialize_value(arg: str, value, custom_objects: dict | None = None):
     """Undo ``serialize_value`` for argument ``arg`` (names stay names: the layer resolves them)."""
     if isinstance(value, dict) and "class_name" in value and "config" in value:
+        for suffix, module in (("_initializer", initializers), ("_constraint", constraints)):
+            if arg.endswith(suffix):
+                return _deserialize_object(value, module, custom_objects)
         return deserialize_layer(value, custom_objects)
     if isinstance(value, list) and value and all(
             isinstance(v, dict) and "class_name" in v for v in value):
