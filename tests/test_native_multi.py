@@ -329,10 +329,10 @@ def test_bidirectional_dropout_in_training_draws_per_layer(fused_calls):
     bi = bidirectional("lstm", return_sequences=True, dropout=0.5, recurrent_dropout=0.5)
     x, _ = inputs("lstm")
     torch.manual_seed(7)
-    got = bi(x)
+    got = bi(x, training=True)
     assert fused_calls == []
     torch.manual_seed(7)
-    fwd, bwd = bi.forward_layer(x), bi.backward_layer(x)
+    fwd, bwd = bi.forward_layer(x, training=True), bi.backward_layer(x, training=True)
     assert_all_close([got], [torch.cat([fwd, bwd.flip(1)], dim=-1)])
 
 

@@ -54,7 +54,9 @@ def kernels() -> dict[str, Kernel]:
     return dict(_KERNELS)
 
 
-def select(cell, spec: ScanSpec, backend: str = "auto") -> Kernel:
+def select(cell, spec: ScanSpec, backend: str = "auto", exclude: tuple[str, ...] = ()) -> Kernel:
+    """The kernel named by ``backend``, or under "auto" the fastest that supports the spec and
+    is not in ``exclude`` (a layer's ``use_cudnn=False`` excludes "native")."""
     if backend != "auto":
         if backend not in _KERNELS:
             raise BackendError(
@@ -66,7 +68,7 @@ def select(cell, spec: ScanSpec, backend: str = "auto") -> Kernel:
             raise BackendError(f"backend {backend!r} cannot run {type(cell).__name__}: {reason}")
         return kernel
     for kernel in sorted(_KERNELS.values(), key=lambda k: k.rank):
-        if kernel.supports(cell, spec)[0]:
+        if kernel.name not in exclude and kernel.supports(cell, spec)[0]:
             return kernel
     raise BackendError(f"no kernel can run {type(cell).__name__} with {spec}")
 

@@ -24,13 +24,14 @@ class ScanOutput(NamedTuple):
 
 def scan(cell, x: Tensor, state=None, mask: Tensor | None = None, reverse: bool = False,
          dilation: int = 1, backend: str = "auto",
-         recurrent_mask: Tensor | None = None) -> ScanOutput:
+         recurrent_mask: Tensor | None = None, exclude: tuple[str, ...] = ()) -> ScanOutput:
     """Run ``cell`` over x (B, T, I).
 
     state: tuple of (B, size) tensors, or None for zeros. mask: (B, T) bool, True where the step
     is real; masked steps carry the state and output zeros. reverse: run from t = T-1 to 0.
     dilation: h_t depends on h_{t-d} (and on h_{t-d·l} for each lag l). recurrent_mask (B, K·H):
-    multiplies the lagged states fed to the recurrent weights (recurrent dropout).
+    multiplies the lagged states fed to the recurrent weights (recurrent dropout). exclude:
+    kernels ``backend="auto"`` must not choose.
     """
     if x.dim() != 3:
         raise ShapeError(f"scan: expected x of shape (B, T, I), got {tuple(x.shape)}")
@@ -58,7 +59,7 @@ def scan(cell, x: Tensor, state=None, mask: Tensor | None = None, reverse: bool 
         device=x.device, dtype=x.dtype, batch=x.shape[0], steps=x.shape[1],
         mask_packable=mask is not None and is_packable(mask),
     )
-    kernel = select(cell, spec, backend)
+    kernel = select(cell, spec, backend, exclude)
     ys, final = kernel.run(cell, x, state, mask, recurrent_mask)
     if dilation > 1:
         ys, final = from_interleaved(ys, final, last, batch, steps, dilation)
