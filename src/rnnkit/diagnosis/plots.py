@@ -12,16 +12,12 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import optional
 from ..errors import ConfigError, DataFormatError
 
 
 def _pyplot():
-    try:
-        import matplotlib
-    except ImportError:
-        raise ImportError("rnnkit plots need matplotlib, which is not installed; "
-                          "install it with `pip install rnnkit[plots]` (or `pip install "
-                          "matplotlib`)") from None
+    matplotlib = optional.require("matplotlib", "rnnkit's plots")
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     return plt
