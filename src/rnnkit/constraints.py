@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor
+from torch.optim.optimizer import register_optimizer_step_post_hook
 
 from .errors import ConfigError
 
@@ -132,7 +133,7 @@ def attach(param: Tensor, constraint) -> None:
     global _HOOK
     param.constraint = constraint
     if _HOOK is None:
-        _HOOK = torch.optim.optimizer.register_optimizer_step_post_hook(_after_step)
+        _HOOK = register_optimizer_step_post_hook(_after_step)
 
 
 def apply(param: Tensor) -> None:

@@ -87,8 +87,9 @@ def _post_build(build):
 
 
 @contextlib.contextmanager
-def _mode(module: nn.Module, training: bool):
-    """Every submodule in train (or eval) mode for the block, each put back as it was."""
+def training_mode(module: nn.Module, training: bool):
+    """Every submodule in train (or eval) mode for the block, each put back as it was: what a
+    call's ``training=`` argument does."""
     before = [(m, m.training) for m in module.modules()]
     for m, _ in before:
         m.training = training
@@ -179,7 +180,7 @@ class Layer(nn.Module):
         if training is None or bool(training) == self.training:
             out = super().__call__(x, *args, **kwargs)
         else:
-            with _mode(self, bool(training)):
+            with training_mode(self, bool(training)):
                 out = super().__call__(x, *args, **kwargs)
         if self.activity_regularizer is not None:
             self._activity_losses = [self.activity_regularizer(t) / max(1, t.shape[0])
@@ -209,15 +210,17 @@ class Layer(nn.Module):
 
     def cast_input(self, x: Tensor) -> Tensor:
         """Integer/bool tensors to the float dtype of a ``float_inputs`` layer; with
-        ``autocast`` (Keras's default) floats to the dtype of the built layer's parameters,
-        unless torch's autocast is on, which chooses the dtypes itself."""
+        ``autocast`` (Keras's default) floats to the dtype of the layer's parameters (a layer
+        without parameters passes any float through), unless torch's autocast is on, which
+        chooses the dtypes itself."""
         if x.is_complex():
             return x
         if not x.is_floating_point():
             return x.to(self.compute_dtype()) if self.float_inputs else x
-        if (self.autocast and self.built and x.dtype != self.compute_dtype()
-                and not torch.is_autocast_enabled(x.device.type)):
-            return x.to(self.compute_dtype())
+        param = next(self.parameters(), None)
+        if (self.autocast and param is not None and param.is_floating_point()
+                and x.dtype != param.dtype and not torch.is_autocast_enabled(x.device.type)):
+            return x.to(param.dtype)
         return x
 
     def _kwarg_tensor(self, key: str, value, x):

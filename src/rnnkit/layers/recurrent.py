@@ -72,7 +72,8 @@ class RNN(Layer):
         super().__init__(**kwargs)
         if isinstance(cell, (list, tuple)):
             cell = _cells.StackedRNNCells(cell)
-        self._cell_arg = cell
+        # not a registered submodule: its parameters are registered once, under ``self.cell``
+        object.__setattr__(self, "_cell_arg", cell)
         self.return_sequences = bool(return_sequences)
         self.return_state = bool(return_state)
         self.go_backwards = bool(go_backwards)
@@ -151,6 +152,7 @@ class RNN(Layer):
         self.cell = self.make_cell(int(features))
         if isinstance(self.cell, _cells.KerasCellAdapter):
             self.cell.input_size = int(features)
+            self.cell.train(self.training)  # the cell sees the layer's mode
         self._units = self.cell.hidden_size
         if self.cell.input_size != features:
             raise ShapeError(f"{self.name}: the cell expects {self.cell.input_size} input "
