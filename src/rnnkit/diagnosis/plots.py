@@ -17,7 +17,7 @@ from ..errors import ConfigError, DataFormatError
 
 
 def _pyplot():
-    matplotlib = optional.require("matplotlib", "rnnkit's plots")
+    matplotlib = optional.require("matplotlib", "plotting")
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     return plt
