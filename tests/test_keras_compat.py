@@ -235,6 +235,37 @@ def test_get_weights_of_an_engine_cell_subclass_keeps_its_own_parameters():
     assert torch.equal(rnn.cell.scale, torch.full((H,), 3.0))
 
 
+def test_an_engine_cell_whose_output_is_not_its_state_returns_its_last_output():
+    class TwoStates(cells.Cell):  # Keras's TwoStatesRNNCell as an engine cell: y = s1 + s2
+        state_count = 2
+
+        def step(self, xw_t, state, h_lags):
+            s1 = xw_t + self.recurrent(h_lags)
+            s2 = xw_t + self.recurrent(h_lags)
+            return s1 + s2, (s1, s2)
+
+    cell = TwoStates(3, 2, bias=False)
+    torch.nn.init.ones_(cell.weight_ih)
+    torch.nn.init.ones_(cell.weight_hh)
+    out, s1, s2 = layers.RNN(cell, return_state=True)(torch.ones(1, 2, 3))
+    torch.testing.assert_close(out, torch.full((1, 2), 18.0))
+    torch.testing.assert_close(s1, torch.full((1, 2), 9.0))
+
+
+def init_halves(w):  # a module-level initializer: written in the config by name
+    return torch.nn.init.constant_(w, 0.5)
+
+
+def test_a_module_level_function_initializer_is_written_by_name():
+    config = json.loads(json.dumps(layers.GRU(H, kernel_initializer=init_halves).get_config()))
+    assert config["kernel_initializer"]["config"] == "init_halves"
+    with pytest.raises(ConfigError, match=r"custom_objects=\{'init_halves'"):
+        layers.GRU.from_config(config)
+    again = layers.GRU.from_config(config, custom_objects={"init_halves": init_halves})
+    again(_x())
+    assert torch.equal(again.cell.weight_ih, torch.full((3 * H, I), 0.5))
+
+
 # -- state ------------------------------------------------------------------------------------------
 def test_get_initial_state_and_reset_state():
     lstm = layers.LSTM(H, stateful=True)

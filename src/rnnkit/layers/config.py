@@ -4,9 +4,11 @@ As in Keras 3, a layer's config is the arguments it was constructed with (``Laye
 them), so ``from_config(get_config())`` rebuilds the same layer. Values are turned into JSON here:
 names stay names, a callable that rnnkit knows by name (``torch.tanh``, ``initializers.orthogonal``)
 becomes its name, an initializer or constraint object (``initializers.Constant(0.01)``) Keras's
-``{"class_name": ..., "config": {...}}``, a regularizer ``{"l1": .., "l2": ..}``, a nested layer its
-own config. Anything else (a user's lambda, a cell object) cannot be written as JSON and raises a
-ConfigError that names the layer and the argument. Reading resolves class names among the Layer
+``{"class_name": ..., "config": {...}}``, a user's module-level function
+``{"class_name": "function", "config": its name}`` (read back from ``custom_objects``), a
+regularizer ``{"l1": .., "l2": ..}``, a nested layer its own config. Anything else (a lambda, a
+cell object) cannot be written as JSON and raises a ConfigError that names the layer and the
+argument. Reading resolves class names among the Layer
 classes the program has defined (rnnkit's and the user's own) and ``custom_objects``: nothing is
 imported or unpickled.
 """
@@ -93,11 +95,17 @@ def serialize_value(value, layer, arg: str):
     name = _registered_name(value)
     if name is not None:
         return name
+    if inspect.isfunction(value) and "<" not in value.__qualname__:
+        # a module-level function of the user's, by name (as Keras writes one); loading it back
+        # needs custom_objects={name: function}: nothing is imported
+        return {"class_name": "function", "config": value.__name__, "module": value.__module__}
     what = getattr(value, "__name__", type(value).__name__)
     raise ConfigError(
         f"{layer.name} ({type(layer).__name__}): argument {arg!r} = {what} cannot be saved as "
-        f"JSON (only rnnkit's named activations, initializers and regularizers can); pass a name "
-        f"such as 'tanh', or save the weights only (save_weights) and rebuild the model in code")
+        f"JSON (rnnkit's named activations, initializers, regularizers and constraints, their "
+        f"classes and module-level functions can); pass a name such as 'tanh' or a function "
+        f"defined with def at module level, or save the weights only (save_weights) and rebuild "
+        f"the model in code")
 
 
 def _registered_name(fn) -> str | None:
@@ -144,6 +152,13 @@ def layer_class(name: str, module: str | None, custom_objects: dict | None) -> t
 
 def deserialize_value(arg: str, value, custom_objects: dict | None = None):
     """Undo ``serialize_value`` for argument ``arg`` (names stay names: the layer resolves them)."""
+    if isinstance(value, dict) and value.get("class_name") == "function":
+        fn = (custom_objects or {}).get(value.get("config"))
+        if fn is None:
+            raise ConfigError(f"argument {arg!r}: the function {value.get('config')!r} (module "
+                              f"{value.get('module')!r}) is the user's; pass "
+                              f"custom_objects={{{value.get('config')!r}: the_function}}")
+        return fn
     if isinstance(value, dict) and "class_name" in value and "config" in value:
         for suffix, module in (("_initializer", initializers), ("_constraint", constraints)):
             if arg.endswith(suffix):

@@ -327,10 +327,11 @@ class RNN(Layer):
 
     @property
     def output_is_first_state(self) -> bool:
-        """The last output is the final state's first tensor (h_T): an engine cell without an
-        output layer. A Keras-style cell's output can differ from its states."""
+        """The last output is the final state's first tensor (h_T): one of rnnkit's cells without
+        an output layer. Any other cell's output (a user's Cell subclass, a Keras-style cell) can
+        differ from its states, so the last output is taken from the output sequence."""
         return (self.readout is None and not self.has_feedback
-                and not isinstance(self.cell, _cells.KerasCellAdapter))
+                and type(self.cell) in (SimpleCell, LSTMCell, GRUCell))
 
     def output_sequence(self, ys: Tensor, x: Tensor) -> Tensor:
         return ys if self.readout is None else self.readout(ys, x)
