@@ -3,6 +3,8 @@ numpy and integer inputs, dtype, activity regularizers, constraints, seeds, cell
 fast kernels, Masking, initializers and their configs, Bidirectional's weights, use_cudnn."""
 
 import json
+import os
+import warnings
 
 import numpy as np
 import pytest
@@ -416,3 +418,25 @@ def test_serialized_rnn_of_cell_layers_round_trips():
     spec = json.loads(json.dumps(layer_config.serialize_layer(rnn)))
     again = layer_config.deserialize_layer(spec)
     assert again(_x()).shape == (B, T, 2)
+
+
+# -- against Keras itself, where it is installed (the `keras` dev extra) ----------------------------
+@pytest.mark.parametrize("name", ["SimpleRNN", "LSTM", "GRU"])
+@pytest.mark.parametrize("go_backwards", [False, True])
+@pytest.mark.parametrize("zero_output_for_mask", [False, True])
+def test_masked_outputs_match_keras(name, go_backwards, zero_output_for_mask):
+    os.environ.setdefault("KERAS_BACKEND", "torch")
+    keras = pytest.importorskip("keras")
+    rng = np.random.default_rng(0)
+    x = rng.random((3, 5, 2)).astype("float32")
+    mask = rng.random((3, 5)) < 0.6  # holes anywhere, leading and trailing ones included
+    kwargs = dict(go_backwards=go_backwards, zero_output_for_mask=zero_output_for_mask)
+    with warnings.catch_warnings():  # numpy 2's __array__ notice from inside Keras
+        warnings.simplefilter("ignore", DeprecationWarning)
+        theirs = getattr(keras.layers, name)(4, return_sequences=True, **kwargs)
+        want = keras.ops.convert_to_numpy(theirs(x, mask=mask))
+        weights = theirs.get_weights()
+    ours = getattr(layers, name)(4, return_sequences=True, **kwargs)
+    ours(x)
+    ours.set_weights(weights)
+    np.testing.assert_allclose(ours(x, mask=mask).detach().numpy(), want, atol=1e-6, rtol=1e-6)
