@@ -170,6 +170,22 @@ def test_rnn_of_a_cell_layer_is_the_layer(cell_cls, layer_cls):
     assert set(rnn.state_dict()) == set(ref.state_dict())
 
 
+def test_bidirectional_of_a_cell_layer_fuses_both_directions_like_the_layer(monkeypatch):
+    from rnnkit.engine import native
+
+    calls = []
+    run_layers = native.run_layers
+    monkeypatch.setattr(native, "run_layers", lambda *a, **k: calls.append(1) or run_layers(*a, **k))
+    x = _x()
+    bi = layers.Bidirectional(layers.RNN(layers.GRUCell(H), return_sequences=True))
+    ref = layers.Bidirectional(layers.GRU(H, return_sequences=True))
+    bi(x), ref(x)
+    ref.set_weights(bi.get_weights())
+    calls.clear()
+    torch.testing.assert_close(bi(x), ref(x))
+    assert len(calls) == 2  # one fused call each
+
+
 def test_stacked_cell_layers_run_one_scan_per_cell_as_stacked_layers_do():
     x = _x()
     rnn = layers.RNN([layers.GRUCell(H), layers.LSTMCell(H + 1)], return_sequences=True)

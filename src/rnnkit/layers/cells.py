@@ -182,7 +182,7 @@ def check_implementation(where: str, implementation) -> int:
 
 
 # -- the cell layers -----------------------------------------------------------------------------
-class _KerasCell(Layer, DropoutRNNCell, KerasWeightArgs):
+class KerasCell(Layer, DropoutRNNCell, KerasWeightArgs):
     """Shared by SimpleRNNCell, LSTMCell and GRUCell: Keras's arguments, a lazily built engine
     cell, one step when called, Keras's weights."""
 
@@ -249,14 +249,14 @@ class _KerasCell(Layer, DropoutRNNCell, KerasWeightArgs):
         cell_from_keras(self.cell, list(weights), self.name)
 
 
-class SimpleRNNCell(_KerasCell):
+class SimpleRNNCell(KerasCell):
     """Keras's SimpleRNNCell: h_t = f(W x_t + U h_{t-1} + b) (engine cell: ``cells.SimpleCell``)."""
 
     def make_cell(self, input_size: int) -> nn.Module:
         return SimpleCell(input_size, self.units, self.activation, bias=self.use_bias)
 
 
-class LSTMCell(_KerasCell):
+class LSTMCell(KerasCell):
     """Keras's LSTMCell, state [h, c] (engine cell: ``cells.LSTMCell``)."""
 
     def __init__(self, units: int, activation="tanh", recurrent_activation="sigmoid",
@@ -278,7 +278,7 @@ class LSTMCell(_KerasCell):
                                recurrent_activation=self.recurrent_activation)
 
 
-class GRUCell(_KerasCell):
+class GRUCell(KerasCell):
     """Keras's GRUCell (engine cell: ``cells.GRUCell``); reset_after as in ``layers.GRU``."""
 
     def __init__(self, units: int, activation="tanh", recurrent_activation="sigmoid",
@@ -337,7 +337,7 @@ class StackedRNNCells(Layer):
     @property
     def scannable(self) -> bool:
         """All cells are rnnkit's cell layers: the stack runs as one engine scan per cell."""
-        return all(isinstance(cell, _KerasCell) for cell in self.cells)
+        return all(isinstance(cell, KerasCell) for cell in self.cells)
 
     def build(self, input_shape) -> None:
         shape = tuple(input_shape)

@@ -93,7 +93,7 @@ class RNN(Layer):
                 raise ConfigError(f"{self.name}: with a Keras-style cell, dropout, "
                                   "recurrent_dropout and seed are the cell's arguments "
                                   f"(e.g. LSTMCell(units, dropout=0.2)), not {type(self).__name__}'s")
-            if isinstance(cell, _cells._KerasCell):
+            if isinstance(cell, _cells.KerasCell):
                 self.dropout, self.recurrent_dropout = cell.dropout, cell.recurrent_dropout
                 self._seeds = cell._seeds
         self.output_units = None if output_units is None else int(output_units)
@@ -126,7 +126,7 @@ class RNN(Layer):
 
     def make_cell(self, input_size: int) -> Cell:
         cell = self._cell_arg
-        if isinstance(cell, _cells._KerasCell):
+        if isinstance(cell, _cells.KerasCell):
             return cell.cell
         if _cells.is_keras_cell(cell):
             return _cells.KerasCellAdapter(cell)
@@ -147,7 +147,7 @@ class RNN(Layer):
         keras_cell = self.keras_cell
         if keras_cell is not None:
             _cells.build_cell(keras_cell, (input_shape[0], int(features)))
-            if isinstance(keras_cell, _cells._KerasCell):
+            if isinstance(keras_cell, _cells.KerasCell):
                 self._regularizers.extend(keras_cell._regularizers)  # same paths: cell.weight_ih
         self.cell = self.make_cell(int(features))
         if isinstance(self.cell, _cells.KerasCellAdapter):
@@ -173,7 +173,7 @@ class RNN(Layer):
             return self.cell
         with torch.random.fork_rng(devices=[]):
             keras_cell = self.keras_cell
-            if isinstance(keras_cell, _cells._KerasCell) and keras_cell.cell is None:
+            if isinstance(keras_cell, _cells.KerasCell) and keras_cell.cell is None:
                 return keras_cell.make_cell(int(features or 1))
             return self.make_cell(int(features or 1))
 
@@ -185,7 +185,7 @@ class RNN(Layer):
         """Keras's ``state_size`` as a list: one entry per state tensor (an int), or for a stack
         one per cell (an int, or a list of ints for a cell with several states)."""
         keras_cell = self.keras_cell
-        if keras_cell is not None and not isinstance(keras_cell, _cells._KerasCell):
+        if keras_cell is not None and not isinstance(keras_cell, _cells.KerasCell):
             size = keras_cell.state_size
             return list(size) if isinstance(size, (list, tuple)) else [size]
         return list(self._probe_cell(None).state_sizes())
@@ -195,7 +195,7 @@ class RNN(Layer):
         before the layer is built."""
         batch, steps = input_shape[0], input_shape[1]
         keras_cell = self.keras_cell
-        if keras_cell is not None and not isinstance(keras_cell, _cells._KerasCell):
+        if keras_cell is not None and not isinstance(keras_cell, _cells.KerasCell):
             size = self.output_units or _cells._output_size(keras_cell)
         else:
             size = self.output_units or self._probe_cell(input_shape[-1]).hidden_size

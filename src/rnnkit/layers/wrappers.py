@@ -21,6 +21,7 @@ from ..engine.registry import ScanSpec
 from ..engine.scan import is_packable
 from ..errors import ConfigError, ShapeError
 from .base import Layer
+from .cells import KerasCell
 from .recurrent import GRU, LSTM, RNN, SimpleRNN, hold_masked
 
 MERGE_MODES = ("concat", "sum", "mul", "ave", None)
@@ -46,9 +47,11 @@ def clone_layer(layer: RNN, name: str, **overrides: Any) -> RNN:
 
 
 def _plain(layer) -> bool:
-    """A SimpleRNN/LSTM/GRU whose forward is its scan and nothing else (no dropout drawn, no
-    readout, carried state, dilation or hooks): what one fused native call can stand in for."""
-    if type(layer) not in (SimpleRNN, LSTM, GRU):
+    """A SimpleRNN/LSTM/GRU, or an RNN of one of Keras's cell layers, whose forward is its scan
+    and nothing else (no dropout drawn, no readout, carried state, dilation or hooks): what one
+    fused native call can stand in for."""
+    cell_layer = type(layer) is RNN and isinstance(layer.keras_cell, KerasCell)
+    if type(layer) not in (SimpleRNN, LSTM, GRU) and not cell_layer:
         return False
     dropout = layer.training and (layer.dropout > 0 or layer.recurrent_dropout > 0)
     hooked = (layer._forward_hooks or layer._forward_pre_hooks or layer._backward_hooks
