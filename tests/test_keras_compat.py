@@ -207,7 +207,7 @@ def test_a_cell_layer_steps_once_when_called():
     rnn = layers.RNN(cell, return_state=True)
     x = _x()
     out, h, c = rnn(x[:, :1])
-    zeros = cell.get_initial_state(B)
+    zeros = [s.numpy() for s in cell.get_initial_state(B)]  # numpy states are taken too
     y, (h1, c1) = cell(x[:, 0], zeros)
     torch.testing.assert_close(y, out)
     torch.testing.assert_close(h1, h)
@@ -456,3 +456,36 @@ def test_masked_outputs_match_keras(name, go_backwards, zero_output_for_mask):
     ours(x)
     ours.set_weights(weights)
     np.testing.assert_allclose(ours(x, mask=mask).detach().numpy(), want, atol=1e-6, rtol=1e-6)
+
+
+class MinimalCell(layers.Layer):
+    """Keras's MinimalRNNCell (the RNN docstring's example), written against rnnkit."""
+
+    def __init__(self, units, **kwargs):
+        super().__init__(**kwargs)
+        self.units = units
+        self.state_size = units
+
+    def build(self, input_shape):
+        self.kernel = self.add_weight(shape=(input_shape[-1], self.units), initializer="uniform",
+                                      name="kernel")
+        self.recurrent_kernel = self.add_weight(shape=(self.units, self.units),
+                                                initializer="uniform", name="recurrent_kernel")
+
+    def call(self, inputs, states):
+        h = inputs @ self.kernel
+        output = h + states[0] @ self.recurrent_kernel
+        return output, [output]
+
+
+def test_models_of_cell_layers_and_user_cells_save_and_load(tmp_path):
+    from rnnkit.models import load_model
+
+    model = Sequential([layers.RNN([layers.LSTMCell(H), MinimalCell(3)], return_sequences=True),
+                        layers.RNN(layers.GRUCell(2)), layers.Dense(1)])
+    x = _x()
+    want = model(x)
+    model.save(tmp_path / "m")
+    again = load_model(tmp_path / "m")
+    torch.testing.assert_close(again(x), want)
+    assert sorted(again.state_dict()) == sorted(model.state_dict())

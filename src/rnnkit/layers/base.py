@@ -102,6 +102,7 @@ def training_mode(module: nn.Module, training: bool):
 
 Shape = tuple
 
+
 class Layer(nn.Module):
     """Base class: lazy build, input checks, masks, regularization, Keras weights."""
 

@@ -232,8 +232,9 @@ class KerasCell(Layer, DropoutRNNCell, KerasWeightArgs):
 
     def forward(self, inputs: Tensor, states, training: bool | None = None):
         """One step: x_t (B, I) and the state list -> (output (B, H), new state list)."""
-        single = isinstance(states, Tensor)
-        states = (states,) if single else tuple(states)
+        single = not isinstance(states, (list, tuple))
+        states = tuple(torch.as_tensor(s, dtype=inputs.dtype, device=inputs.device)
+                       for s in ((states,) if single else states))
         x, h = inputs, states[0]
         if self.training:
             dp, rdp = self.get_dropout_mask(x), self.get_recurrent_dropout_mask(h)
