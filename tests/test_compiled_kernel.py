@@ -280,7 +280,8 @@ def test_a_compiler_without_openmp_still_builds_single_threaded(monkeypatch, tmp
     monkeypatch.setattr(cpp_extension, "load", load)
     ops, reason = compiled.build(compiled.SOURCE, str(tmp_path))
     assert (ops, reason) == (torch.ops.rnnkit_fused_cells, "")
-    assert calls == [["-O3", "-fopenmp"], ["-O3"]]
+    arch, _ = compiled.arch_flags()
+    assert calls == [[*compiled.CFLAGS, *arch, "-fopenmp"], [*compiled.CFLAGS, *arch]]
 
 
 def test_without_the_extension_auto_falls_back_to_fused_and_explains(monkeypatch):

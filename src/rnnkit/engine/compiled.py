@@ -68,11 +68,28 @@ def split_batch(*weights: Tensor) -> bool:
     return sum(w.numel() * w.element_size() for w in weights) <= SPLIT_BATCH_MAX_BYTES
 
 
+def arch_flags() -> tuple[list[str], str]:
+    """Compiler flags for the vector units torch found on this CPU, and a suffix for the library's
+    name (so a build cache shared between machines never loads code for the wrong CPU).
+
+    The gate loops vectorise 8 floats wide with AVX2 and FMA, 4 wide with the baseline SSE2.
+    """
+    if torch.backends.cpu.get_cpu_capability() in ("AVX2", "AVX512"):
+        return ["-mavx2", "-mfma"], "_avx2"
+    return [], ""
+
+
+# -fno-trapping-math (as torch's own build): lets the compiler turn the activations' clamps into
+# vector min/max; values do not change.
+CFLAGS = ["-O3", "-fno-trapping-math"]
+
+
 def build(source: pathlib.Path = SOURCE, build_dir: str | None = None,
           name: str = EXTENSION) -> tuple[object | None, str]:
     """Compile (or reuse the cached build of) the extension and load its operators.
 
-    name is the library's file name (torch versions it by source hash within a process).
+    name is the library's file name, before the CPU suffix of ``arch_flags`` (torch versions it by
+    source hash within a process).
     -> (torch.ops namespace, "") or (None, "C++ extension unavailable: <reason>").
     """
     from torch.utils import cpp_extension
@@ -85,9 +102,11 @@ def build(source: pathlib.Path = SOURCE, build_dir: str | None = None,
     if build_dir:
         os.makedirs(build_dir, exist_ok=True)
     failure = None
+    arch, suffix = arch_flags()
     for openmp in (["-fopenmp"], []):  # without OpenMP (a compiler lacking it) the loops run on one thread
         try:
-            cpp_extension.load(name=name, sources=[str(source)], extra_cflags=["-O3", *openmp],
+            cpp_extension.load(name=name + suffix, sources=[str(source)],
+                               extra_cflags=[*CFLAGS, *arch, *openmp],
                                extra_ldflags=openmp, build_directory=build_dir,
                                is_python_module=False, verbose=False)
         except _BUILD_ERRORS as exc:
