@@ -46,6 +46,7 @@ from .. import activations
 from ..cells import FeedbackCell, GRUCell, LSTMCell, SimpleCell, TeacherForcedCell
 from .fused import activation_roles, first_order_only, run_time_major
 from .registry import ScanSpec, register
+from .scan import records_grad
 
 log = logging.getLogger(__name__)
 
@@ -307,6 +308,42 @@ def _run_family(ops, cell, xw, state, m, rm):
     return CompiledGRU.apply(xw, state[0], cell.weight_hh, cell.bias_hh, m, rm, ops, cfg)
 
 
+INFER_KINDS = {SimpleCell: 0, LSTMCell: 1, GRUCell: 2}
+
+
+def inference_reason(cell, x: Tensor, state, recurrent_mask: Tensor | None) -> str:
+    """Why this run cannot take the forward-only path (``ops.infer``), or '' when it can: nothing
+    records gradients, a standard cell (SimpleRNN, LSTM without peepholes or coupling, GRU with
+    reset_after) with one lag, no recurrent mask, no autocast."""
+    if records_grad(cell, x, state):
+        return "autograd records this run"
+    kind = next((k for t, k in INFER_KINDS.items() if isinstance(cell, t)), None)
+    if kind is None:
+        return f"no forward-only loop for {type(cell).__name__}"
+    if isinstance(cell, LSTMCell) and (cell.peephole is not None or cell.coupled):
+        return "no forward-only loop for peephole or coupled LSTMs"
+    if isinstance(cell, GRUCell) and not cell.reset_after:
+        return "no forward-only loop for reset_after=False"
+    if cell.lags != (1,) or recurrent_mask is not None:
+        return "the forward-only loop has one lag and no recurrent mask"
+    if torch.is_autocast_enabled(x.device.type):
+        return "autocast runs the training path"
+    return ""
+
+
+def infer(ops, cell, x: Tensor, state, mask: Tensor | None) -> tuple[Tensor, tuple[Tensor, ...]]:
+    """The forward-only run: x (B, T, I) -> ys (B, T, H), final state; saves nothing."""
+    cfg = _config(cell)
+    kind = next(k for t, k in INFER_KINDS.items() if isinstance(cell, t))
+    m = None if mask is None else mask.to(x.dtype)
+    c0 = state[1] if kind == 1 else None
+    ys, h, c = ops.infer(x, state[0], c0, cell.weight_ih, cell.weight_hh, cell.bias,
+                         getattr(cell, "bias_hh", None), m, kind, cfg["act"],
+                         cfg.get("ract", ACTIVATION_CODES[torch.sigmoid]),
+                         split_batch(cell.weight_ih, cell.weight_hh))
+    return ys, (h, c) if kind == 1 else (h,)
+
+
 class CompiledKernel:
     name = "compiled"
     rank = 30
@@ -335,6 +372,8 @@ class CompiledKernel:
     def run(self, cell, x, state, mask, recurrent_mask):
         """x (B, T, I), state tuple of (B, H) -> ys (B, T, H), final state tuple."""
         ops, _ = self.ops()
+        if not inference_reason(cell, x, state, recurrent_mask):
+            return infer(ops, cell, x, state, mask)
         return run_time_major(functools.partial(_family, ops), cell, x, state, mask, recurrent_mask)
 
 

@@ -140,7 +140,10 @@ void gemm(int64_t m, int64_t n, int64_t k, const T* a, int64_t lda, const T* w, 
 // e^x for float in plain arithmetic (Cephes' expf: x = n ln2 + r, a degree-5 polynomial in r,
 // 2^n from the exponent bits), so that loops calling it vectorise; relative error < 1e-7 on
 // [-87, 88], where it clamps. double keeps the library's exp.
-inline float fast_exp(float x) {
+// Always inlined: a call in the gate loops would stop them from vectorising.
+#define RNNKIT_INLINE inline __attribute__((always_inline))
+
+RNNKIT_INLINE float fast_exp(float x) {
   x = std::min(std::max(x, -87.0f), 88.0f);
   constexpr float kRound = 12582912.0f;  // 1.5 · 2^23: adding it rounds to the nearest integer
   const float n = (x * 1.44269504088896341f + kRound) - kRound;
@@ -158,16 +161,16 @@ inline float fast_exp(float x) {
   std::memcpy(&scale, &bits, sizeof scale);
   return p * scale;
 }
-inline double fast_exp(double x) { return std::exp(x); }
+RNNKIT_INLINE double fast_exp(double x) { return std::exp(x); }
 
 template <typename T>
-inline T sigmoid(T x) {
+RNNKIT_INLINE T sigmoid(T x) {
   return T(1) / (T(1) + fast_exp(-x));
 }
 
 // tanh(x) = 2 σ(2x) - 1 (absolute error ~1 ulp of 1: the tolerance the tests hold is 1e-5 in float32)
 template <typename T>
-inline T tanh_(T x) {
+RNNKIT_INLINE T tanh_(T x) {
   if constexpr (std::is_same_v<T, double>) {
     return std::tanh(x);
   } else {
@@ -177,7 +180,7 @@ inline T tanh_(T x) {
 
 // act(z) for one number; with a Fixed code the switch folds away and loops vectorise
 template <typename T, typename A>
-inline T act_of(T z, A act) {
+RNNKIT_INLINE T act_of(T z, A act) {
   switch (static_cast<int64_t>(act)) {
     case kTanh: return tanh_(z);
     case kSigmoid: return sigmoid(z);
@@ -958,6 +961,48 @@ inline void gru_row(const T* __restrict x, const T* __restrict rec, const T* __r
   }
 }
 
+// Inference rows: z holds x_t W_ihᵀ (+ h W_hhᵀ for SimpleRNN and LSTM), b the input bias; the state
+// h (and c) is updated in place and h_t also written to y.
+template <typename T, typename A>
+inline void simple_infer_row(const T* __restrict z, const T* __restrict b, T* __restrict h,
+                             T* __restrict y, int64_t hid, A act) {
+  for (int64_t j = 0; j < hid; ++j) {
+    const T v = act_of(z[j] + b[j], act);
+    h[j] = v;
+    y[j] = v;
+  }
+}
+
+template <typename T, typename A, typename R>
+inline void lstm_infer_row(const T* __restrict z, const T* __restrict b, T* __restrict c,
+                           T* __restrict h, T* __restrict y, int64_t hid, A act, R ract) {
+  for (int64_t j = 0; j < hid; ++j) {
+    const T i = act_of(z[j] + b[j], ract), f = act_of(z[hid + j] + b[hid + j], ract);
+    const T g = act_of(z[2 * hid + j] + b[2 * hid + j], act);
+    const T o = act_of(z[3 * hid + j] + b[3 * hid + j], ract);
+    const T cj = f * c[j] + i * g;
+    c[j] = cj;
+    const T v = o * act_of(cj, act);
+    h[j] = v;
+    y[j] = v;
+  }
+}
+
+// GRU, reset after the matmul: rec = h W_hhᵀ, bh = b_hh
+template <typename T, typename A, typename R>
+inline void gru_infer_row(const T* __restrict z, const T* __restrict b, const T* __restrict rec,
+                          const T* __restrict bh, T* __restrict h, T* __restrict y, int64_t hid, A act,
+                          R ract) {
+  for (int64_t j = 0; j < hid; ++j) {
+    const T r = act_of(z[j] + b[j] + rec[j] + bh[j], ract);
+    const T u = act_of(z[hid + j] + b[hid + j] + rec[hid + j] + bh[hid + j], ract);
+    const T n = act_of(z[2 * hid + j] + b[2 * hid + j] + r * (rec[2 * hid + j] + bh[2 * hid + j]), act);
+    const T v = n + u * (h[j] - n);
+    h[j] = v;
+    y[j] = v;
+  }
+}
+
 // Per step one GEMM into rec (B, 3H) and one pass over each row for the gates, n and h_t.
 template <typename T, typename A, typename R>
 void gru_after_forward_loop(const Tensor& xw, const Tensor& w, const Tensor& bias, const Tensor& m,
@@ -1362,6 +1407,77 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> feedback_backward_imp
   return {dxw, dh0, do0, dw, dw_oh, dw_ho};
 }
 
+// -- Inference: the standard cells forward only, nothing kept ----------------------------------------
+// Per step two GEMMs on the chunk's rows, x_t W_ihᵀ read straight from x (B, T, I) and h_{t-1} W_hhᵀ,
+// then one pass per row for the gates; h_t goes straight into ys (B, T, H). No (T, B, G·H)
+// projection is written and read back, no history or gate activations are kept: what a training
+// forward stores for backward is memory traffic that inference does not need.
+enum Kind : int64_t { kSimple = 0, kLSTM = 1, kGRU = 2 };
+
+template <typename T, typename A, typename R>
+void infer_loop(const Tensor& x, const Tensor& w_ih, const Tensor& w_hh, const Tensor& bias,
+                const Tensor& bias_hh, const Tensor& m, int64_t kind, A act, R ract,
+                const Tensor& h, const Tensor& c, const Tensor& ys) {
+  const int64_t batch = x.size(0), steps = x.size(1), in = x.size(2), hid = h.size(1);
+  const int64_t gh = w_ih.size(0);
+  Tensor z = at::empty({batch, gh}, x.options());
+  Tensor rec = kind == kGRU ? at::empty({batch, gh}, x.options()) : Tensor();
+  const Tensor zeros = at::zeros({gh}, x.options());
+  const T* b = ptr<T>(bias.defined() ? bias : zeros);
+  const T* bh = ptr<T>(bias_hh.defined() ? bias_hh : zeros);
+  const T* mp = ptr<T>(m);  // (B, T) here
+  T *zp = ptr<T>(z), *rp = ptr<T>(rec), *hp = ptr<T>(h), *cp = ptr<T>(c);
+  const T *xp = ptr<T>(x), *wi = ptr<T>(w_ih), *wh = ptr<T>(w_hh);
+  T* yp = ptr<T>(ys);
+  const int64_t xs = x.stride(0), ysb = ys.stride(0);
+  for (int64_t t = 0; t < steps; ++t) {
+    gemm<T>(batch, gh, in, xp + t * in, xs, wi, in, true, T(0), zp, gh);
+    if (kind == kGRU) {
+      gemm<T>(batch, gh, hid, hp, hid, wh, hid, true, T(0), rp, gh);
+    } else {
+      gemm<T>(batch, gh, hid, hp, hid, wh, hid, true, T(1), zp, gh);
+    }
+    for_rows(batch, gh, [&](int64_t r) {
+      T* y = yp + r * ysb + t * hid;
+      if (mp != nullptr && mp[r * steps + t] == T(0)) {  // masked: output 0, state carried
+        std::fill_n(y, hid, T(0));
+        return;
+      }
+      T* zr = zp + r * gh;
+      T* hr = hp + r * hid;
+      if (kind == kSimple) {
+        simple_infer_row(zr, b, hr, y, hid, act);
+      } else if (kind == kLSTM) {
+        lstm_infer_row(zr, b, cp + r * hid, hr, y, hid, act, ract);
+      } else {
+        gru_infer_row(zr, b, rp + r * gh, bh, hr, y, hid, act, ract);
+      }
+    });
+  }
+}
+
+// -> ys (B, T, H), h_T, c_T (c_T undefined unless LSTM); x (B, T, I), mask (B, T) float or none
+std::tuple<Tensor, Tensor, Tensor> infer(const Tensor& x_, const Tensor& h0, const OptTensor& c0,
+                                         const Tensor& w_ih, const Tensor& w_hh, const OptTensor& bias,
+                                         const OptTensor& bias_hh, const OptTensor& mask, int64_t kind,
+                                         int64_t act, int64_t ract, bool split) {
+  const Tensor x = x_.contiguous(), m = contiguous_or_empty(mask);
+  const Tensor b = contiguous_or_empty(bias), bh = contiguous_or_empty(bias_hh);
+  const Tensor wi = w_ih.contiguous(), wh = w_hh.contiguous();
+  Tensor h = h0.clone(at::MemoryFormat::Contiguous);
+  Tensor c = kind == kLSTM ? c0.value().clone(at::MemoryFormat::Contiguous) : Tensor();
+  Tensor ys = at::empty({x.size(0), x.size(1), h.size(1)}, x.options());
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "infer", [&] {
+    with_acts(act, ract, [&](auto fa, auto fr) {
+      over_batch(x.size(0), split, [&](int64_t b0, int64_t n) {
+        infer_loop<scalar_t>(rows_of(x, 0, b0, n), wi, wh, b, bh, rows_of(m, 0, b0, n), kind, fa, fr,
+                             rows_of(h, 0, b0, n), rows_of(c, 0, b0, n), rows_of(ys, 0, b0, n));
+      });
+    });
+  });
+  return {ys, h, c};
+}
+
 // -- the operators -------------------------------------------------------------------------------
 Tensor simple_forward(const Tensor& xw, const Tensor& h0, const Tensor& w, const OptTensor& mask,
                       const OptTensor& rmask, at::IntArrayRef lags, int64_t act, bool split) {
@@ -1497,6 +1613,9 @@ TORCH_LIBRARY(rnnkit_fused_cells, m) {
   m.def("gru_backward(Tensor dys, Tensor dh_last, Tensor a, Tensor extra, Tensor hbuf, Tensor w, "
         "bool has_bias, Tensor? mask, Tensor? rmask, int[] lags, int act, int ract, "
         "bool reset_after, bool split) -> (Tensor, Tensor, Tensor, Tensor)", &gru_backward);
+  m.def("infer(Tensor x, Tensor h0, Tensor? c0, Tensor w_ih, Tensor w_hh, Tensor? bias, "
+        "Tensor? bias_hh, Tensor? mask, int kind, int act, int ract, bool split) "
+        "-> (Tensor, Tensor, Tensor)", &infer);
   m.def("feedback_forward(Tensor xw, Tensor h0, Tensor o0, Tensor w, Tensor w_oh, Tensor w_ho, "
         "Tensor? mask, Tensor? rmask, int[] lags, int act, int oact, bool split) -> (Tensor, Tensor)",
         &feedback_forward);
