@@ -11,7 +11,7 @@ import torch
 
 from rnnkit import layers
 from rnnkit.cells import LSTMCell, SimpleCell
-from rnnkit.engine import ScanSpec, kernels, scan, step
+from rnnkit.engine import ScanSpec, kernels, scan, step, stepper
 from rnnkit.errors import ConfigError, ShapeError
 from test_kernels import CELLS, NATIVE_CELLS, TOL, input_size, make_mask
 
@@ -117,3 +117,40 @@ def test_step_refusals_name_the_problem():
         layers.LSTM(4, go_backwards=True).step(torch.randn(2, 3))
     with pytest.raises(ShapeError, match="expected x_t of shape"):
         layers.GRU(4).step(torch.randn(2, 5, 3))
+
+
+@pytest.mark.parametrize("kind", list(LAYERS))
+def test_the_bound_stepper_equals_step(kind):
+    torch.manual_seed(0)
+    layer = LAYERS[kind]()
+    x = torch.randn(2, 5, 4)
+    with torch.no_grad():
+        expected = layer(x)
+        fn, states, ys = layer.stepper(), None, []
+        for t in range(5):
+            y, states = fn(x[:, t], states)
+            ys.append(y)
+    torch.testing.assert_close(torch.stack(ys, dim=1), expected, atol=1e-6, rtol=1e-6)
+    if kind in ("simple", "lstm", "gru"):
+        assert fn.kernel == layer.last_kernel == "native"  # one call of torch's cell op
+    elif kind in ("gru_reset_before", "peephole"):
+        assert fn.kernel == layer.last_kernel == "reference"  # the engine's bound cell step
+    else:
+        assert fn.__name__ == "<lambda>"  # readout, feedback, learned start: the layer's step
+
+
+def test_stepper_follows_in_place_weight_updates_and_needs_a_built_layer():
+    layer = layers.GRU(3)
+    with pytest.raises(Exception, match="build the layer first"):
+        layer.stepper()
+    layer.ensure_built((1, 1, 2))
+    fn = layer.stepper()
+    x = torch.randn(1, 2)
+    with torch.no_grad():
+        before = fn(x)[0]
+        layer.cell.weight_ih.mul_(2)
+        torch.testing.assert_close(fn(x)[0], layer.step(x)[0])
+    assert not torch.equal(before, fn(x)[0])
+    assert stepper(LSTMCell(2, 3)).kernel == "native"
+    assert stepper(LSTMCell(2, 3, peephole=True)).kernel == "reference"
+    assert stepper(LSTMCell(2, 3), backend="compiled").kernel == "compiled"

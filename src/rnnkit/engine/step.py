@@ -11,10 +11,16 @@ the cells native runs, and the cell's own step (``cell.project`` then ``cell.ste
 kernel's body) for every other cell. A named backend runs ``scan`` on that kernel with T = 1, so
 every kernel family steps. A cell with lags needs the last L states, which one state does not
 hold: step refuses it (run such a cell with ``scan``).
+
+``stepper(cell)`` returns the step as a function bound to the cell, its checks and kernel choice
+done once: for a streaming loop at batch 1, where a step's arithmetic costs about as much as the
+Python around it. It holds the cell's parameter tensors, so it follows in-place updates of them
+(an optimizer's) but not parameters replaced by new tensors: make a new stepper then.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import NamedTuple
 
 import torch
@@ -38,9 +44,7 @@ def step(cell, x_t: Tensor, state=None, mask: Tensor | None = None,
     """One step of ``cell``: x_t (B, I), state tuple of (B, ·) or None for zeros, mask (B,) bool."""
     if x_t.dim() != 2:
         raise ShapeError(f"step: expected x_t of shape (B, I), got {tuple(x_t.shape)}")
-    if cell.lags != (1,):
-        raise ConfigError(f"step: a cell with lags={cell.lags} needs its last {cell.lags[-1]} "
-                          "states, which one state does not carry; run the sequence with scan")
+    _check_lags(cell)
     batch = x_t.shape[0]
     state = cell.zero_state(batch, x_t) if state is None else tuple(state)
     if mask is not None and tuple(mask.shape) != (batch,):
@@ -55,6 +59,48 @@ def step(cell, x_t: Tensor, state=None, mask: Tensor | None = None,
         y = torch.where(m, y, torch.zeros_like(y))
         new = tuple(torch.where(m, n, s) for n, s in zip(new, state, strict=True))
     return StepOutput(y, tuple(new), kernel)
+
+
+Stepper = Callable[[Tensor, "tuple[Tensor, ...] | None"], "tuple[Tensor, tuple[Tensor, ...]]"]
+
+
+def stepper(cell, backend: str = "auto") -> Stepper:
+    """``f(x_t, state) -> (y_t, state)``: ``step`` bound to ``cell`` (state None: zeros);
+    ``f.kernel`` names what runs it."""
+    _check_lags(cell)
+    spec = ScanSpec(has_mask=False, has_recurrent_mask=False, device=cell.weight_ih.device,
+                    dtype=cell.weight_ih.dtype, batch=1, steps=1)
+    if backend != "auto" or not NATIVE.supports(cell, spec)[0]:
+        def any_kernel(x_t, state=None):
+            return tuple(step(cell, x_t, state, backend=backend)[:2])
+        any_kernel.kernel = "reference" if backend == "auto" else backend
+        return any_kernel
+    w_ih, w_hh, b_ih, b_hh = cell.weight_ih, cell.weight_hh, cell.bias, getattr(cell, "bias_hh", None)
+    zero_state = cell.zero_state
+    if isinstance(cell, LSTMCell):
+        lstm_cell = torch._VF.lstm_cell
+
+        def lstm(x_t, state=None):
+            h, c = lstm_cell(x_t, zero_state(x_t.shape[0], x_t) if state is None else state,
+                             w_ih, w_hh, b_ih, b_hh)
+            return h, (h, c)
+        lstm.kernel = NATIVE.name
+        return lstm
+    op = (torch._VF.gru_cell if isinstance(cell, GRUCell) else
+          torch._VF.rnn_tanh_cell if cell.activation is torch.tanh else torch._VF.rnn_relu_cell)
+
+    def one_state(x_t, state=None):
+        h = op(x_t, zero_state(x_t.shape[0], x_t)[0] if state is None else state[0],
+               w_ih, w_hh, b_ih, b_hh)
+        return h, (h,)
+    one_state.kernel = NATIVE.name
+    return one_state
+
+
+def _check_lags(cell) -> None:
+    if cell.lags != (1,):
+        raise ConfigError(f"step: a cell with lags={cell.lags} needs its last {cell.lags[-1]} "
+                          "states, which one state does not carry; run the sequence with scan")
 
 
 def _auto_step(cell, x_t: Tensor, state) -> tuple[Tensor, tuple[Tensor, ...], str]:

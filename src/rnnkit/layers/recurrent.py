@@ -17,7 +17,8 @@ from .. import activations, initializers
 from ..cells import Cell, FeedbackCell, GRUCell, LSTMCell, SimpleCell, TeacherForcedCell
 from ..engine import scan
 from ..engine import step as engine_step
-from ..errors import ConfigError, ShapeError
+from ..engine import stepper as engine_stepper
+from ..errors import ConfigError, NotBuiltError, ShapeError
 from ..interop.keras import cell_from_keras, cell_to_keras
 from .base import Layer
 
@@ -232,6 +233,22 @@ class RNN(Layer):
             self.states = tuple(s.detach() for s in final)
         out = self.output_sequence(y[:, None], x)[:, 0]
         return (out if mask is None else out * mask[:, None].to(out.dtype)), final
+
+    def stepper(self):
+        """``f(x_t, states) -> (y_t, states)``: ``step`` with its checks done once, for a
+        streaming loop (states None: the start state). A layer whose output is its state (no
+        readout or feedback, not stateful) gets the engine's bound step (``engine.stepper``),
+        which for the standard cells is one call of torch's cell op; any other calls ``step``."""
+        if self.cell is None:
+            raise NotBuiltError(f"{self.name}.stepper: build the layer first (call it, or "
+                                "build(input_shape))")
+        plain = (self.readout is None and not self.has_feedback and not self.stateful
+                 and self.initial_state is None and not self.go_backwards and self.dilation == 1)
+        if not plain:
+            return lambda x_t, states=None: self.step(x_t, states)
+        fn = engine_stepper(self.cell, self.backend)
+        self.last_kernel = fn.kernel
+        return fn
 
     def last_index(self, mask: Tensor | None, x: Tensor) -> Tensor:
         """Per sequence, the step processed last: the last real step, or the first going backwards."""
