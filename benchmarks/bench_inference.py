@@ -3,8 +3,8 @@
 Targets: forward only under ``torch.no_grad()`` at (B, T, I, H) = (128, 500, 32, 32), rnnkit's
 layers (``auto``) >= 1.5x torch.nn's throughput for SimpleRNN, LSTM and GRU; one streaming step
 at batch 1 (``layer.stepper()``, the bound ``layer.step``) no slower than torch.nn's cell
-(RNNCell, LSTMCell, GRUCell). onnxruntime runs rnnkit's exported model (``rnnkit.export``, ONNX's own RNN/LSTM/GRU
-operators) on a one-step (1, 1, I) input; the export has no state input, so that times one step
+(RNNCell, LSTMCell, GRUCell). onnxruntime runs rnnkit's exported model (``rnnkit.export``,
+ONNX's own RNN/LSTM/GRU operators) on a one-step (1, 1, I) input; the export has no state input, so that times one step
 from the zero state, not a carried one.
 
     python benchmarks/bench_inference.py [--quick] [--no-write]
@@ -92,7 +92,7 @@ def streaming(rounds: int) -> tuple[list[list], list[str]]:
                 for x_t in xs:
                     _, states = layer.step(x_t, states)
 
-            def bound_steps(fn=layer.stepper()):
+            def bound_steps(fn=layer.stepper()):  # noqa: B008 (bound once, outside the timing)
                 states = None
                 for x_t in xs:
                     _, states = fn(x_t, states)
