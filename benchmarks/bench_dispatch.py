@@ -23,7 +23,7 @@ import os
 import time
 
 import torch
-from common import interleaved, machine, setup, table, verdict, write_marked
+from common import env_prefix, interleaved, machine, setup, table, verdict, write_marked
 
 from rnnkit import layers
 from rnnkit.cells import GRUCell, LSTMCell, SimpleCell
@@ -152,6 +152,8 @@ def run(cells=tuple(CELLS), quick: bool = False) -> str:
     infer_rows = inference(cells, quick)
     pair_rows = together(quick)
     misses = [r for r in train_rows + infer_rows if r[-1] != "yes"]
+    rounds_text = ("2 interleaved rounds per point" if quick else
+                   f"3-11 interleaved rounds per point, sized to {BUDGET_S} s a kernel")
     n = len(train_rows) + len(infer_rows)
     return "\n\n".join([
         "### Kernel choice: every kernel on the grid, forward+backward (ms, median)",
@@ -165,8 +167,8 @@ def run(cells=tuple(CELLS), quick: bool = False) -> str:
         "layers one by one on auto's kernel (forward+backward, ms, median)",
         table(["(B, T, I, H)", "model", "one native call", "layers one by one (auto)", "auto's kernel",
                "one by one / one call", "<= 1.10x"], pair_rows),
-        f"Command: `python benchmarks/bench_dispatch.py` (I = H, post-padded masks with lengths from "
-        f"T/2 to T, 3-11 interleaved rounds per point sized to {BUDGET_S} s a kernel; {machine()}; "
+        f"Command: `{env_prefix()}python benchmarks/bench_dispatch.py{' --quick' if quick else ''}` "
+        f"(I = H, post-padded masks with lengths from T/2 to T, {rounds_text}; {machine()}; "
         f"load average {load:.2f} before, {os.getloadavg()[0]:.2f} after). The reference loop is not "
         "timed: it runs everything and is never the fastest. On CPU torch's packed-sequence backward "
         "is O(T²), so native declines masks there and masked points compare compiled and fused.",

@@ -17,7 +17,7 @@ import sys
 
 import numpy as np
 import torch
-from common import THREADS, interleaved, setup, table, verdict
+from common import THREADS, env_prefix, interleaved, setup, table, verdict
 
 BATCH, STEPS_T, VOCAB, UNITS = 128, 500, 10000, 32
 CELLS = ("SimpleRNN", "LSTM", "GRU")
@@ -143,7 +143,7 @@ def run(rounds: int = 5, batches: int = 4) -> str:
         f"{rounds} epochs of {batches} steps)",
         table(["model", "contender", "ms/step", "vs torch loop", "target met"], rows), *notes,
         "Targets: rnnkit faster than Keras 3 on every backend, and the GRU model at most 0.5x Keras "
-        "on JAX. Command: `python benchmarks/bench_fit.py` (Keras from "
+        f"on JAX. Command: `{env_prefix()}python benchmarks/bench_fit.py` (Keras from "
         "`RNNKIT_KERAS_PYTHON_<BACKEND>` interpreters where set).",
     ])
 

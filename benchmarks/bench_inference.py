@@ -18,7 +18,7 @@ import os
 import tempfile
 
 import torch
-from common import interleaved, machine, setup, table, verdict, write_marked
+from common import env_prefix, interleaved, machine, setup, table, verdict, write_marked
 
 from rnnkit import layers
 from rnnkit.interop.torch_nn import from_torch
@@ -128,7 +128,8 @@ def run(rounds: int = 9) -> str:
         "`layer.step(x_t, states)` checks its arguments on every call; `layer.stepper()` does them "
         "once and returns the bound step (for these cells one call of torch's cell op).",
         *notes,
-        f"Command: `python benchmarks/bench_inference.py` ({machine()}; load average {load:.2f} "
+        f"Command: `{env_prefix()}python benchmarks/bench_inference.py` ({machine()}; "
+        f"load average {load:.2f} "
         f"before, {os.getloadavg()[0]:.2f} after). onnxruntime runs the exported model on a (1, 1, I) "
         "input: the export has no state input, so each call is one step from the zero state.",
     ])

@@ -23,6 +23,12 @@ THREADS = int(os.environ.get("RNNKIT_BENCH_THREADS", "2"))
 CLOCK = time.process_time if os.environ.get("RNNKIT_BENCH_CLOCK") == "cpu" else time.perf_counter
 
 
+def env_prefix() -> str:
+    """The RNNKIT_BENCH_* settings of this run, as they go before a command."""
+    names = ("RNNKIT_BENCH_THREADS", "RNNKIT_BENCH_CLOCK")
+    return "".join(f"{n}={os.environ[n]} " for n in names if n in os.environ)
+
+
 def setup() -> None:
     """The same thread count for every contender."""
     torch.set_num_threads(THREADS)
