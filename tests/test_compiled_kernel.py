@@ -352,3 +352,21 @@ def test_inference_loop_declines_what_it_does_not_run(cell, reason):
     with torch.no_grad():
         assert reason in compiled.inference_reason(cell, torch.randn(2, 3, 3), (torch.zeros(2, 4),),
                                                    None)
+
+
+def test_predict_takes_the_inference_path():
+    """predict runs under no_grad: GRU on the forward-only loop, LSTM on oneDNN (the rule), both
+    equal to the reference loop."""
+    from rnnkit.models import Sequential
+
+    x = torch.randn(6, 9, 3).numpy()
+    for layer_cls, kernel in ((layers.GRU, "compiled"), (layers.LSTM, "native")):
+        torch.manual_seed(0)
+        rnn = layer_cls(5)
+        model = Sequential([rnn, layers.Dense(1)])
+        model.build((None, 9, 3))
+        got = model.predict(x, verbose=0)
+        assert rnn.last_kernel == kernel
+        rnn.backend = "reference"
+        torch.testing.assert_close(torch.as_tensor(got), torch.as_tensor(model.predict(x, verbose=0)),
+                                   atol=1e-5, rtol=1e-5)
