@@ -397,16 +397,17 @@ void lag_weight_grad_out(Tensor dw, const Tensor& dz, const Tensor& hbuf, int64_
 template <typename T>
 struct Ring {
   Tensor buf;
+  T* base;  // buf's data, read once: row() runs per row and step, where data_ptr's checks add up
   int64_t lmax, batch, hid;
 
   Ring(const Tensor& dh_last, int64_t steps, int64_t lmax_)
       : buf(at::zeros({lmax_ + 1, dh_last.size(0), dh_last.size(1)}, dh_last.options())),
-        lmax(lmax_), batch(dh_last.size(0)), hid(dh_last.size(1)) {
+        base(buf.data_ptr<T>()), lmax(lmax_), batch(dh_last.size(0)), hid(dh_last.size(1)) {
     slot(steps - 1).copy_(dh_last);
   }
   int64_t index(int64_t s) const { return (s + lmax + 1) % (lmax + 1); }
   Tensor slot(int64_t s) { return buf.select(0, index(s)); }
-  T* row(int64_t s, int64_t b) { return ptr<T>(buf) + (index(s) * batch + b) * hid; }
+  T* row(int64_t s, int64_t b) { return base + (index(s) * batch + b) * hid; }
 
   // Start step t: add the output gradient of its real rows to dL/dh_t.
   // dys (T, B, H) is read through its strides: the gradient of a sum is an expanded scalar, and a
