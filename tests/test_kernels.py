@@ -386,3 +386,14 @@ def test_fused_zero_steps_pass_the_state_through(cell_name):
     assert all(torch.equal(s, s0) for s, s0 in zip(out.state, state, strict=True))
     grads = torch.autograd.grad(sum((s * 3).sum() for s in out.state), state)
     assert all(torch.equal(g, torch.full_like(g, 3.0)) for g in grads)
+
+
+def test_inference_crossover_sends_wide_simple_and_gru_to_native():
+    """NATIVE_FROM_UNITS' inference column: SimpleRNN and GRU on native from H=512."""
+    if COMPILED.ops()[0] is None:
+        pytest.skip("the compiled kernel did not build here")
+    spec = ScanSpec(has_mask=False, has_recurrent_mask=False, device=torch.device("cpu"),
+                    dtype=torch.float32, batch=1, steps=3, requires_grad=False)
+    for cell_type in (SimpleCell, GRUCell):
+        assert select(cell_type(2, 256), spec).name == "compiled"
+        assert select(cell_type(2, 512), spec).name == "native"

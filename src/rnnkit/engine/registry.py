@@ -82,13 +82,14 @@ def select(cell, spec: ScanSpec, backend: str = "auto") -> Kernel:
 # on, for the cell family and for training (autograd records the run) or inference (it does
 # not). benchmarks/bench_dispatch.py prints the grid behind it (B 1-128, H 16-512, T 50 and 500,
 # masks) in docs/benchmarks.md: forward+backward, compiled was at or below native at every point
-# for GRU and SimpleRNN and within noise or below for LSTM; forward only, oneDNN's LSTM stayed
-# ahead of compiled's forward-only loop. On GPU the rank order stands (cuDNN first; not measured).
-# None: compiled first at every H.
+# for GRU and SimpleRNN and within noise or below for LSTM; forward only (H 32, 128, 512),
+# oneDNN's LSTM stayed ahead of compiled's forward-only loop, and for SimpleRNN and GRU native
+# won at H=512 (B 1 and 16) and compiled below. On GPU the rank order stands (cuDNN first; not
+# measured). None: compiled first at every H.
 NATIVE_FROM_UNITS = {
-    ("SimpleCell", "training"): None, ("SimpleCell", "inference"): None,
+    ("SimpleCell", "training"): None, ("SimpleCell", "inference"): 512,
     ("LSTMCell", "training"): None, ("LSTMCell", "inference"): 1,
-    ("GRUCell", "training"): None, ("GRUCell", "inference"): None,
+    ("GRUCell", "training"): None, ("GRUCell", "inference"): 512,
 }
 
 
