@@ -3,6 +3,8 @@
 from . import compiled, fused, gpu, native, parallel, reference  # noqa: F401  (each registers its kernel)
 from .registry import BackendError, ScanSpec, explain, kernels, register, select
 from .scan import ScanOutput, scan
+from .step import StepOutput, step, stepper
 
-__all__ = ["scan", "ScanOutput", "ScanSpec", "register", "select", "kernels", "explain",
+__all__ = ["scan", "ScanOutput", "step", "stepper", "StepOutput", "ScanSpec", "register", "select",
+           "kernels", "explain",
            "BackendError"]

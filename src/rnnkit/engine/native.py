@@ -21,7 +21,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from .. import activations
 from ..cells import GRUCell, LSTMCell, SimpleCell
-from .registry import ScanSpec, register
+from .registry import ScanSpec, auto_order, register, select
 
 _SIMPLE_MODES = {torch.tanh: "rnn_tanh", torch.relu: "rnn_relu"}
 # Packed sequences on CPU: off, because torch's packed backward there costs O(T²) (each step's
@@ -113,12 +113,20 @@ def _signature(cell) -> tuple:
             getattr(cell, "bias_hh", None) is None)
 
 
-def layers_reason(cells, spec: ScanSpec) -> str:
-    """Why ``run_layers`` cannot run ``cells`` in one call under ``spec``; '' when it can."""
+def layers_reason(cells, spec: ScanSpec, backend: str = "auto") -> str:
+    """Why ``run_layers`` cannot run ``cells`` in one call under ``spec``; '' when it can.
+
+    Under backend "auto" the call stands in for the layers only where auto would run each of
+    them on native anyway (``registry.auto_order``: on CPU the compiled loop is faster for
+    training), so the kernel that runs never depends on whether the layers were grouped.
+    """
     for cell in cells:
         ok, reason = NATIVE.supports(cell, spec)
         if not ok:
             return reason
+        chosen = select(cell, spec).name if backend == "auto" else NATIVE.name
+        if chosen != NATIVE.name:
+            return f"auto runs {type(cell).__name__} on {chosen}: {auto_order(cell, spec)[1]}"
     if any(_signature(cell) != _signature(cells[0]) for cell in cells[1:]):
         return "one native call needs cells of one type, size, activation and biases"
     return ""

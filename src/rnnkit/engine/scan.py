@@ -58,6 +58,7 @@ def scan(cell, x: Tensor, state=None, mask: Tensor | None = None, reverse: bool 
         has_mask=mask is not None, has_recurrent_mask=recurrent_mask is not None,
         device=x.device, dtype=x.dtype, batch=x.shape[0], steps=x.shape[1],
         mask_packable=mask is not None and is_packable(mask),
+        requires_grad=records_grad(cell, x, state),
     )
     kernel = select(cell, spec, backend, exclude)
     ys, final = kernel.run(cell, x, state, mask, recurrent_mask)
@@ -66,6 +67,14 @@ def scan(cell, x: Tensor, state=None, mask: Tensor | None = None, reverse: bool 
     if reverse:
         ys = ys.flip(1)
     return ScanOutput(ys, tuple(final), kernel.name)
+
+
+def records_grad(cell, x: Tensor, state) -> bool:
+    """Whether autograd records this scan: grad mode on and an input, state or weight to train."""
+    if not torch.is_grad_enabled():
+        return False
+    return (x.requires_grad or any(s.requires_grad for s in state)
+            or any(p.requires_grad for p in cell.parameters()))
 
 
 def is_packable(mask: Tensor) -> bool:

@@ -20,7 +20,9 @@ from torch import Tensor, nn
 from .. import activations, initializers
 from ..cells import Cell, FeedbackCell, GRUCell, LSTMCell, SimpleCell, TeacherForcedCell
 from ..engine import scan
-from ..errors import ConfigError, ShapeError
+from ..engine import step as engine_step
+from ..engine import stepper as engine_stepper
+from ..errors import ConfigError, NotBuiltError, ShapeError
 from ..interop.keras import cell_from_keras, cell_to_keras
 from . import cells as _cells
 from .base import Layer
@@ -335,6 +337,47 @@ class RNN(Layer):
 
     def output_sequence(self, ys: Tensor, x: Tensor) -> Tensor:
         return ys if self.readout is None else self.readout(ys, x)
+
+    def step(self, x_t: Tensor, states=None, mask: Tensor | None = None):
+        """One step for online use: x_t (B, I) and the states after step t-1 (None: the layer's
+        start state) -> (y_t (B, out), states after step t), as calling the layer on the whole
+        sequence computes step by step (no dropout: the layer as in inference). A stateful layer
+        carries the states itself when ``states`` is None.
+
+        >>> layer = LSTM(8)
+        >>> y, states = layer.step(torch.randn(1, 3))
+        >>> y, states = layer.step(torch.randn(1, 3), states)
+        """
+        if x_t.dim() != 2:
+            raise ShapeError(f"{self.name}.step: expected x_t of shape (B, I), got {tuple(x_t.shape)}")
+        if self.go_backwards or self.dilation > 1:
+            raise ConfigError(f"{self.name}.step: a layer with go_backwards or dilation > 1 reads "
+                              "steps that have not come yet; call it on the whole sequence")
+        x = x_t[:, None]  # (B, 1, I)
+        self.ensure_built(tuple(x.shape))
+        self.check_input_shape(tuple(x.shape))
+        state = self.start_state(x, states)
+        y, final, self.last_kernel = engine_step(self.cell, x_t, state, mask, self.backend)
+        if self.stateful and states is None:
+            self.states = tuple(s.detach() for s in final)
+        out = self.output_sequence(y[:, None], x)[:, 0]
+        return (out if mask is None else out * mask[:, None].to(out.dtype)), final
+
+    def stepper(self):
+        """``f(x_t, states) -> (y_t, states)``: ``step`` with its checks done once, for a
+        streaming loop (states None: the start state). A layer whose output is its state (no
+        readout or feedback, not stateful) gets the engine's bound step (``engine.stepper``),
+        which for the standard cells is one call of torch's cell op; any other calls ``step``."""
+        if self.cell is None:
+            raise NotBuiltError(f"{self.name}.stepper: build the layer first (call it, or "
+                                "build(input_shape))")
+        plain = (self.readout is None and not self.has_feedback and not self.stateful
+                 and self.initial_state is None and not self.go_backwards and self.dilation == 1)
+        if not plain:
+            return lambda x_t, states=None: self.step(x_t, states)
+        fn = engine_stepper(self.cell, self.backend)
+        self.last_kernel = fn.kernel
+        return fn
 
     def last_index(self, mask: Tensor | None, x: Tensor) -> Tensor:
         """Per sequence, the step processed last: the last real step, or the first going backwards."""

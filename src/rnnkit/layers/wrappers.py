@@ -73,8 +73,10 @@ def _native_mask(layers, x, mask: Tensor | None) -> tuple[bool, Tensor | None]:
         mask = None if bool(mask.all()) else mask
     spec = ScanSpec(has_mask=mask is not None, has_recurrent_mask=False, device=x.device,
                     dtype=x.dtype, batch=x.shape[0], steps=x.shape[1],
-                    mask_packable=mask is not None and is_packable(mask))
-    return not native.layers_reason([layer.cell for layer in layers], spec), mask
+                    mask_packable=mask is not None and is_packable(mask),
+                    requires_grad=torch.is_grad_enabled())
+    backend = "native" if all(layer.backend == "native" for layer in layers) else "auto"
+    return not native.layers_reason([layer.cell for layer in layers], spec, backend), mask
 
 
 class Bidirectional(Layer):
