@@ -342,7 +342,10 @@ class RNN(Layer):
         """One step for online use: x_t (B, I) and the states after step t-1 (None: the layer's
         start state) -> (y_t (B, out), states after step t), as calling the layer on the whole
         sequence computes step by step (no dropout: the layer as in inference). A stateful layer
-        carries the states itself when ``states`` is None.
+        carries the states itself when ``states`` is None. ``mask`` (B,) bool: a masked row
+        carries its states and outputs zeros, as the whole-sequence call does with
+        ``zero_output_for_mask=True`` (to repeat the last output, Keras's default, keep the
+        previous y_t: the step does not hold it).
 
         >>> layer = LSTM(8)
         >>> y, states = layer.step(torch.randn(1, 3))
