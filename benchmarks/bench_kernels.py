@@ -1,6 +1,8 @@
 """Forward+backward of every cell family: rnnkit vs torch.nn and vs the reference loop.
 
-Targets: standard SimpleRNN/LSTM/GRU through rnnkit layers <= 1.05x torch.nn; every other family
+Targets: standard SimpleRNN/LSTM/GRU through rnnkit layers (``auto``) at the IMDB shape
+(128, 500, 32, 32) LSTM <= 0.55x, GRU <= 0.40x, SimpleRNN <= 0.40x torch.nn, and <= 1.0x at
+(64, 100, 256, 256) (``STANDARD_TARGETS``); every other family
 <= 1.5x torch.nn.LSTM at the same shape and >= 3x faster than the reference loop. The other families
 run on both loop kernels, compiled (C++, built at first use) and fused (torch ops from Python).
 """
@@ -17,15 +19,17 @@ from rnnkit.engine import ScanSpec, kernels, scan
 from rnnkit.interop.torch_nn import from_torch
 
 SHAPES = [(128, 500, 32, 32), (64, 100, 256, 256)]  # (B, T, I, H)
+STANDARD_TARGETS = {((128, 500, 32, 32), "LSTM"): 0.55, ((128, 500, 32, 32), "GRU"): 0.40,
+                    ((128, 500, 32, 32), "SimpleRNN"): 0.40}  # else 1.0
 
 
 def standard(shape, rounds: int) -> list[list]:
-    """torch.nn.RNN/LSTM/GRU vs rnnkit's SimpleRNN/LSTM/GRU layers, side by side."""
+    """torch.nn.RNN/LSTM/GRU vs rnnkit's SimpleRNN/LSTM/GRU layers (auto), side by side."""
     b, t, i, h = shape
     x = torch.randn(b, t, i, requires_grad=True)
     pairs = {"SimpleRNN": torch.nn.RNN, "LSTM": torch.nn.LSTM, "GRU": torch.nn.GRU}
     ms, kernels = {}, {}
-    for name, tnn in pairs.items():  # each pair on its own, 3x the rounds: a 1.05x bar
+    for name, tnn in pairs.items():  # each pair on its own, 3x the rounds
         ref = tnn(i, h, batch_first=True)
         # the same weights: the time of backward depends on how many gradients decay to denormals
         layer = from_torch(ref, return_sequences=True)
@@ -36,8 +40,9 @@ def standard(shape, rounds: int) -> list[list]:
     rows = []
     for name in pairs:
         ratio = ms[f"rnnkit.{name}"] / ms[f"torch.nn.{name}"]
+        target = STANDARD_TARGETS.get((shape, name), 1.0)
         rows.append([f"{shape}", name, kernels[name], ms[f"torch.nn.{name}"],
-                     ms[f"rnnkit.{name}"], f"{ratio:.2f}", verdict(ratio <= 1.05)])
+                     ms[f"rnnkit.{name}"], f"{ratio:.2f}", f"<= {target:.2f}", verdict(ratio <= target)])
     return rows
 
 
@@ -106,7 +111,7 @@ def run(rounds: int = 7, ref_seconds: float = 8.0) -> str:
         oth += others(shape, rounds, ref_seconds)
     return "\n\n".join([
         "### Standard cells: rnnkit layers vs torch.nn (forward+backward, ms, median)",
-        table(["(B, T, I, H)", "cell", "kernel", "torch.nn", "rnnkit", "ratio", "<= 1.05x"], std),
+        table(["(B, T, I, H)", "cell", "kernel", "torch.nn", "rnnkit", "ratio", "target", "met"], std),
         "### Other cell families on the compiled (C++) and fused kernels (forward+backward, ms, "
         "median; ratios for compiled where it runs, else fused)",
         table(["(B, T, I, H)", "family", "torch.nn.LSTM", "compiled", "fused", "vs LSTM", "<= 1.5x",

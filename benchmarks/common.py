@@ -17,6 +17,16 @@ from collections.abc import Callable
 import torch
 
 THREADS = int(os.environ.get("RNNKIT_BENCH_THREADS", "2"))
+# RNNKIT_BENCH_CLOCK=cpu times the process's CPU seconds instead of the wall clock: with one thread
+# (RNNKIT_BENCH_THREADS=1) that ignores the time other processes hold the core, so a loaded shared
+# machine still gives comparable figures; with more threads it counts their spin-waits too.
+CLOCK = time.process_time if os.environ.get("RNNKIT_BENCH_CLOCK") == "cpu" else time.perf_counter
+
+
+def env_prefix() -> str:
+    """The RNNKIT_BENCH_* settings of this run, as they go before a command."""
+    names = ("RNNKIT_BENCH_THREADS", "RNNKIT_BENCH_CLOCK")
+    return "".join(f"{n}={os.environ[n]} " for n in names if n in os.environ)
 
 
 def setup() -> None:
@@ -35,9 +45,9 @@ def interleaved(contenders: dict[str, Callable[[], None]], rounds: int,
     times: dict[str, list[float]] = {n: [] for n in names}
     for r in range(rounds):
         for name in names[r % len(names):] + names[:r % len(names)]:
-            start = time.perf_counter()
+            start = CLOCK()
             contenders[name]()
-            times[name].append((time.perf_counter() - start) * 1e3)
+            times[name].append((CLOCK() - start) * 1e3)
     return {n: statistics.median(t) for n, t in times.items()}
 
 

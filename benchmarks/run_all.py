@@ -16,14 +16,17 @@ from collections.abc import Collection
 
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
 
+import bench_dispatch  # noqa: E402
 import bench_fit  # noqa: E402
 import bench_floor  # noqa: E402
 import bench_gpu  # noqa: E402
+import bench_inference  # noqa: E402
 import bench_kernels  # noqa: E402
 import bench_memory  # noqa: E402
 import bench_parallel  # noqa: E402
+import profile_compiled  # noqa: E402
 import torch  # noqa: E402
-from common import DOC, NOTES, machine  # noqa: E402
+from common import DOC, NOTES, machine, marked  # noqa: E402
 
 from rnnkit.engine import kernels  # noqa: E402
 
@@ -48,6 +51,9 @@ def main() -> None:
         bench_parallel.run(rounds=1 if quick else 3),
         bench_memory.run(),
         bench_fit.run(rounds=2 if quick else 5, batches=2 if quick else 4),
+        marked("bench_dispatch", bench_dispatch.run(quick=quick)),
+        marked("bench_inference", bench_inference.run(rounds=2 if quick else 9)),
+        marked("profile_compiled", profile_compiled.run(seconds=3 if quick else 8)),
     ]
     gpu = bench_gpu.run(rounds=2 if quick else 5, ref_rounds=1 if quick else 2)
     if gpu is not None:  # without CUDA the GPU section already in the doc is kept

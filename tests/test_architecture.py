@@ -4,7 +4,8 @@ to a higher one, no module using another module's private names.
 Floors, lowest first (a package or top-level module of rnnkit sits on one floor; it may import
 its own floor and those below, never above):
 
-  errors -> cells, data -> engine -> layers -> models, training -> tasks, interop, diagnosis -> cli
+  errors, optional -> cells, data, activations, initializers, constraints -> engine -> layers
+  -> models, training -> tasks, interop, diagnosis, plots -> cli
 
 The imports are read from the source with ``ast``: module-level and function-level imports alike,
 and ``importlib.import_module("rnnkit...")`` with a literal name. Importing ``rnnkit.a.b`` also runs
@@ -23,8 +24,8 @@ import rnnkit
 
 ROOT = Path(rnnkit.__file__).parent
 FLOORS: tuple[tuple[str, ...], ...] = (
-    ("errors", "version"),
-    ("activations", "initializers", "storage", "cells", "data", "datasets"),
+    ("errors", "version", "optional"),
+    ("activations", "initializers", "constraints", "storage", "cells", "data", "datasets"),
     ("engine",),
     ("layers", "regularizers"),
     ("models", "training", "losses", "metrics", "optimizers", "callbacks"),

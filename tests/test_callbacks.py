@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from rnnkit import callbacks, layers
-from rnnkit.errors import ConfigError
+from rnnkit.errors import ConfigError, MissingDependencyError
 from rnnkit.models import Sequential, load_model
 from rnnkit.optimizers import SGD
 
@@ -177,7 +177,7 @@ def test_tensorboard_needs_the_package_and_writes_scalars(tmp_path, monkeypatch)
     try:
         import torch.utils.tensorboard  # noqa: F401
     except ImportError:
-        with pytest.raises(ConfigError, match="pip install tensorboard"):
+        with pytest.raises(MissingDependencyError, match=r"pip install 'rnnkit\[tensorboard\]'"):
             callbacks.TensorBoard(tmp_path)
     written = []
 

@@ -280,7 +280,8 @@ def test_a_compiler_without_openmp_still_builds_single_threaded(monkeypatch, tmp
     monkeypatch.setattr(cpp_extension, "load", load)
     ops, reason = compiled.build(compiled.SOURCE, str(tmp_path))
     assert (ops, reason) == (torch.ops.rnnkit_fused_cells, "")
-    assert calls == [["-O3", "-fopenmp"], ["-O3"]]
+    arch, _ = compiled.arch_flags()
+    assert calls == [[*compiled.CFLAGS, *arch, "-fopenmp"], [*compiled.CFLAGS, *arch]]
 
 
 def test_without_the_extension_auto_falls_back_to_fused_and_explains(monkeypatch):
@@ -304,3 +305,68 @@ def test_saves_less_for_backward_than_the_reference(cell):
     ref = saved_bytes(lambda: scan(cell, x, backend="reference"))
     got = saved_bytes(lambda: scan(cell, x, backend="compiled"))
     assert got < ref
+
+
+# -- forward only: the inference loop (no_grad, nothing saved) -------------------------------------
+INFER_CELLS = ["tanh", "relu", "linear", "lstm", "lstm_nobias", "gru", "gru_nobias"]
+INFER_CASES = ["plain", "mask", "packed", "reverse_mask", "dilation", "dilation_mask", "batch1",
+               "steps1"]
+infer = compiled.infer  # the real one, which the spy below calls
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("case", INFER_CASES)
+@pytest.mark.parametrize("cell_name", INFER_CELLS)
+def test_inference_loop_matches_reference(cell_name, case, dtype, monkeypatch):
+    """Under no_grad the standard cells take ops.infer (x read in place, no projection buffer)."""
+    cell, x, state, opts = setup(cell_name, case, dtype)
+    assert compiled.inference_reason(cell, x.detach(), state, None) == "autograd records this run"
+    taken = []
+    monkeypatch.setattr(compiled, "infer", lambda *a: taken.append(1) or infer(*a))
+    with torch.no_grad():
+        got = scan(cell, x, state, backend="compiled", **opts)
+        expected = scan(cell, x, state, backend="reference", **opts)
+    assert taken
+    tol = TOL[dtype]
+    for g, e in zip((got.outputs, *got.state), (expected.outputs, *expected.state), strict=True):
+        torch.testing.assert_close(g, e, atol=tol, rtol=tol)
+
+
+
+@pytest.mark.parametrize("cell", [LSTMCell(3, 4), GRUCell(3, 4), SimpleCell(3, 4),
+                                  LSTMCell(3, 4, peephole="full"), SimpleCell(3, 4, lags=(1, 2))])
+def test_inference_saves_nothing_for_backward(cell):
+    x = torch.randn(4, 20, 3)
+    with torch.no_grad():
+        assert saved_bytes(lambda: scan(cell, x, backend="compiled")) == 0
+        assert saved_bytes(lambda: layers.LSTM(4)(x)) == 0
+
+
+@pytest.mark.parametrize("cell,reason", [
+    (LSTMCell(3, 4, peephole="diagonal"), "peephole or coupled"),
+    (GRUCell(3, 4, reset_after=False), "reset_after=False"),
+    (SimpleCell(3, 4, lags=(1, 2)), "one lag"),
+    (FeedbackCell(3, 4, 2), "no forward-only loop for FeedbackCell"),
+])
+def test_inference_loop_declines_what_it_does_not_run(cell, reason):
+    with torch.no_grad():
+        assert reason in compiled.inference_reason(cell, torch.randn(2, 3, 3), (torch.zeros(2, 4),),
+                                                   None)
+
+
+def test_predict_takes_the_inference_path():
+    """predict runs under no_grad: GRU on the forward-only loop, LSTM on oneDNN (the rule), both
+    equal to the reference loop."""
+    from rnnkit.models import Sequential
+
+    x = torch.randn(6, 9, 3).numpy()
+    for layer_cls, kernel in ((layers.GRU, "compiled"), (layers.LSTM, "native")):
+        torch.manual_seed(0)
+        rnn = layer_cls(5)
+        model = Sequential([rnn, layers.Dense(1)])
+        model.build((None, 9, 3))
+        got = model.predict(x, verbose=0)
+        assert rnn.last_kernel == kernel
+        rnn.backend = "reference"
+        torch.testing.assert_close(torch.as_tensor(got), torch.as_tensor(model.predict(x, verbose=0)),
+                                   atol=1e-5, rtol=1e-5)

@@ -106,9 +106,13 @@ def test_embedding_rejects_float_ids_before_building():
 def test_dropout_scales_survivors_in_training_and_is_identity_in_eval():
     layer = Dropout(0.25)
     x = torch.ones(200, 50)
-    y = layer(x)
+    assert torch.equal(layer(x), x)  # Keras: a call is inference unless training=True
+    y = layer(x, training=True)
     assert torch.unique(y).tolist() == pytest.approx([0.0, 1 / 0.75])
     assert abs((y == 0).float().mean().item() - 0.25) < 0.02
+    layer.train()  # torch's switch: training calls until eval()
+    assert (layer(x) == 0).any()
+    assert torch.equal(layer(x, training=False), x)
     layer.eval()
     assert torch.equal(layer(x), x)
     with pytest.raises(ConfigError, match="rate must be in"):
@@ -123,7 +127,7 @@ def _bn_reference(x, gamma, beta, mean, var, eps=1e-3):
 def test_batchnorm_training_uses_batch_moments_and_updates_moving_ones():
     layer = BatchNormalization()
     x = _rand(4, 6, 3) * 2 + 1
-    y = _run(layer, x)
+    y = _run(layer, x, training=True)
     mean, var = x.mean(axis=(0, 1)), x.var(axis=(0, 1))
     gamma, beta, moving_mean, moving_var = layer.get_weights()
     np.testing.assert_allclose(y, _bn_reference(x, gamma, beta, mean, var), **TOL)
@@ -148,7 +152,7 @@ def test_batchnorm_masked_steps_do_not_count():
     layer = BatchNormalization()
     x = _rand(2, 5, 3)
     mask = np.array([[1, 1, 1, 0, 0], [1, 1, 0, 0, 0]], dtype=bool)
-    y = _run(layer, x, mask=torch.as_tensor(mask))
+    y = _run(layer, x, mask=torch.as_tensor(mask), training=True)
     kept = x[mask]  # (5, 3)
     np.testing.assert_allclose(y[mask], _bn_reference(kept, 1, 0, kept.mean(0), kept.var(0)),
                                **TOL)

@@ -39,13 +39,15 @@ def test_options_override_every_layers_backend_within_the_scope():
 
 
 def test_packed_masks_on_cpu_only_within_the_scope():
-    gru = _built(layers.GRU(H))
+    gru = _built(layers.GRU(H, backend="native"))
     x, mask = torch.randn(B, T, I), torch.arange(T) < torch.tensor([[T], [4], [2]])
-    gru(x, mask=mask)
-    assert gru.last_kernel != "native"  # on CPU native declines masks (O(T²) packed backward)
+    with pytest.raises(BackendError, match="packed-sequence backward costs O"):
+        gru(x, mask=mask)  # on CPU native declines masks (O(T²) packed backward)
     with engine.options(packed_on_cpu=True):
         gru(x, mask=mask)
         assert gru.last_kernel == "native"
+    with pytest.raises(BackendError, match="packed-sequence backward costs O"):
+        gru(x, mask=mask)
 
 
 def test_an_observer_sees_the_gates_the_lstm_step_computed():
@@ -96,15 +98,29 @@ def test_scan_layers_says_why_it_cannot_run_layers_in_one_call():
     cells = [_built(layers.LSTM(H)).cell, _built(layers.LSTM(H)).cell]
     x = torch.randn(B, T, I)
     states = [cell.zero_state(B, x) for cell in cells]
-    assert engine.scan_layers_reason(cells, x, backend="auto") == ""
-    out = engine.scan_layers(cells, x, states, bidirectional=True)
-    assert out.kernel == "native" and out.outputs.shape == (B, T, 2 * H)
-    assert "runs on the compiled kernel" in engine.scan_layers_reason(cells, x,
-                                                                       backend="compiled")
-    assert engine.scan_layers(cells, x, states, backend=["auto", "compiled"]) is None
-    assert "(B, T) = (3, 7) bool" in engine.scan_layers_reason(cells, x, torch.ones(B, T))
-    with engine.options(observe=engine.Recorder(cells[0])):
-        assert "observes the steps" in engine.scan_layers_reason(cells, x)
+    # training on CPU: auto runs each LSTM on the compiled loop (registry.NATIVE_FROM_UNITS),
+    # so one native call would change the kernel: the layers run one by one
+    assert engine.scan_layers_reason(cells, x) == (
+        "auto runs LSTMCell on compiled: " + engine.registry.auto_order(
+            cells[0], engine.ScanSpec(has_mask=False, has_recurrent_mask=False, device=x.device,
+                                      dtype=x.dtype, batch=B, steps=T))[1])
+    assert engine.scan_layers(cells, x, states, bidirectional=True) is None
+    with torch.no_grad():  # inference: auto runs LSTM on native, and so may the one call
+        assert engine.scan_layers_reason(cells, x, backend="auto") == ""
+        out = engine.scan_layers(cells, x, states, bidirectional=True)
+        assert out.kernel == "native" and out.outputs.shape == (B, T, 2 * H)
+        assert "runs on the compiled kernel" in engine.scan_layers_reason(cells, x,
+                                                                           backend="compiled")
+        assert engine.scan_layers(cells, x, states, backend=["auto", "compiled"]) is None
+        assert engine.scan_layers_reason(cells, x, exclude=("native",)) == (
+            "LSTMCell may not run on native (exclude=('native',): a layer's use_cudnn=False)")
+        assert engine.scan_layers(cells, x, states, exclude=[(), ("native",)]) is None
+        assert "(B, T) = (3, 7) bool" in engine.scan_layers_reason(cells, x, torch.ones(B, T))
+        with engine.options(observe=engine.Recorder(cells[0])):
+            assert "observes the steps" in engine.scan_layers_reason(cells, x)
+    assert engine.scan_layers(cells, x, states, backend="native").kernel == "native"
+    with engine.options(backend=("native", "reference")):  # a scope's preference decides
+        assert engine.scan_layers(cells, x, states, backend="compiled").kernel == "native"
 
 
 def test_a_hooked_layer_keeps_the_wrapper_on_the_separate_path(monkeypatch):
@@ -116,8 +132,9 @@ def test_a_hooked_layer_keeps_the_wrapper_on_the_separate_path(monkeypatch):
     x = torch.randn(B, T, I)
     seen = []
     handle = bi.backward_layer.register_forward_hook(lambda *args: seen.append(1))
-    bi(x)
-    assert seen == [1] and bi.backward_layer.hooked and 2 not in together
-    handle.remove()
-    bi(x)
+    with torch.no_grad():  # inference: auto runs LSTM on native, so the one call is open
+        bi(x)
+        assert seen == [1] and bi.backward_layer.hooked and 2 not in together
+        handle.remove()
+        bi(x)
     assert seen == [1] and not bi.backward_layer.hooked and together[-1] == 2

@@ -208,5 +208,6 @@ def test_history_from_fit_and_from_csv(tmp_path):
 
 def test_missing_matplotlib_is_a_clear_error(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "matplotlib", None)
-    with pytest.raises(ImportError, match=r"need matplotlib.*pip install rnnkit\[plots\]"):
+    with pytest.raises(ImportError, match=r"needs the optional package 'matplotlib'.*"
+                                          r"pip install 'rnnkit\[plots\]'"):
         plot_hidden_states(np.zeros((3, 2)), tmp_path / "h.png")

@@ -13,7 +13,7 @@ import torch
 from torch.func import functional_call
 
 from rnnkit.cells import FeedbackCell, GRUCell, LinearCell, LSTMCell, SimpleCell, TeacherForcedCell
-from rnnkit.engine import BackendError, native, scan
+from rnnkit.engine import BackendError, ScanSpec, explain, native, registry, scan, select
 from rnnkit.engine.compiled import COMPILED
 from rnnkit.engine.fused import block_steps
 
@@ -238,17 +238,66 @@ class ScanModule(torch.nn.Module):
 
 # -- selection and refusals ------------------------------------------------------------------------
 @pytest.mark.parametrize("cell_name,expected", [
-    ("tanh", "native"), ("relu", "native"), ("lstm", "native"), ("gru", "native"),
+    ("tanh", "compiled"), ("relu", "compiled"), ("lstm", "compiled"), ("gru", "compiled"),
     ("linear", "parallel"), ("peephole_full", "compiled"), ("coupled", "compiled"),
     ("gru_reset_before", "compiled"), ("feedback", "compiled"), ("feedback_shortcut", "compiled"),
     ("teacher_forced", "compiled"), ("teacher_forced_linear", "parallel"), ("elu", "fused"),
 ])
 def test_auto_picks_the_fastest_supporting_kernel(cell_name, expected):
+    """Training (the cell's weights record gradients): on CPU the measured rule
+    (registry.NATIVE_FROM_UNITS) puts compiled before torch's fused op for the standard cells."""
     if expected == "compiled" and COMPILED.ops()[0] is None:
-        expected = "fused"  # no C++ toolchain: the build failure is the reason compiled refuses
+        # no C++ toolchain: the build failure is the reason compiled refuses
+        expected = "native" if cell_name in NATIVE_CELLS else "fused"
     cell = CELLS[cell_name]((1,))
     x = torch.randn(2, 3, input_size(cell))
     assert scan(cell, x).kernel == expected
+
+
+@pytest.mark.parametrize("cell_name,expected", [
+    ("tanh", "compiled"), ("relu", "compiled"), ("lstm", "native"), ("lstm_nobias", "native"),
+    ("gru", "compiled"), ("peephole_full", "compiled"),
+])
+def test_auto_for_inference_follows_the_rule(cell_name, expected):
+    """Under no_grad the rule's inference column: oneDNN's LSTM first, compiled for the others."""
+    if COMPILED.ops()[0] is None:
+        expected = "native" if cell_name in NATIVE_CELLS else "fused"
+    cell = CELLS[cell_name]((1,))
+    with torch.no_grad():
+        assert scan(cell, torch.randn(2, 3, 3)).kernel == expected
+
+
+def test_auto_order_follows_the_crossover_in_units(monkeypatch):
+    """A crossover at H=8: native first from 8 units on, compiled below; explain says why."""
+    if COMPILED.ops()[0] is None:
+        pytest.skip("the compiled kernel did not build here")
+    monkeypatch.setitem(registry.NATIVE_FROM_UNITS, ("GRUCell", "training"), 8)
+    x = torch.randn(2, 3, 3)
+    assert scan(GRUCell(3, 4), x).kernel == "compiled"
+    assert scan(GRUCell(3, 8), x).kernel == "native"
+    spec = ScanSpec(has_mask=False, has_recurrent_mask=False, device=x.device, dtype=x.dtype,
+                    batch=2, steps=3)
+    small, large = explain(GRUCell(3, 4), spec), explain(GRUCell(3, 8), spec)
+    def runnable(verdicts):
+        return [k for k, v in verdicts.items() if v.startswith(("chosen: ", "can run it"))]
+
+    assert runnable(small)[:2] == ["compiled", "native"]
+    assert runnable(large)[:2] == ["native", "compiled"]
+    assert small["compiled"].startswith("chosen: GRUCell training on CPU at H=4: the compiled C++ "
+                                        "loop is faster than torch's fused op (native) below H=8")
+    assert small["native"] == "can run it; compiled comes first"
+    assert large["native"].startswith("chosen: GRUCell training on CPU at H=8: torch's fused op "
+                                      "(native) is the fastest from H=8 on")
+
+
+def test_explain_names_what_cannot_run():
+    spec = ScanSpec(has_mask=True, has_recurrent_mask=False, device=torch.device("cpu"),
+                    dtype=torch.float32, batch=2, steps=3, mask_packable=True)
+    verdicts = explain(LSTMCell(3, 4), spec)
+    assert "O(T²)" in verdicts["native"]  # masks on CPU: native declines
+    assert verdicts["parallel"] == "LSTMCell is not a linear recurrence"
+    chosen = [k for k, v in verdicts.items() if v.startswith("chosen: ")]
+    assert chosen == [select(LSTMCell(3, 4), spec).name]
 
 
 def test_auto_falls_back_from_native_for_unpackable_masks_and_lags(monkeypatch):
@@ -261,7 +310,8 @@ def test_auto_falls_back_from_native_for_unpackable_masks_and_lags(monkeypatch):
     packed = torch.tensor([[True, True, False, False], [True, True, True, True]])
     assert scan(cell, x, mask=packed).kernel == loop  # torch's packed backward is O(T²) on CPU
     monkeypatch.setattr(native, "PACKED_ON_CPU", True)
-    assert scan(cell, x, mask=packed).kernel == "native"
+    with torch.no_grad():  # inference, where the rule puts native first for LSTM
+        assert scan(cell, x, mask=packed).kernel == "native"
 
 
 @pytest.mark.parametrize("cell,backend,opts,reason", [
@@ -336,3 +386,14 @@ def test_fused_zero_steps_pass_the_state_through(cell_name):
     assert all(torch.equal(s, s0) for s, s0 in zip(out.state, state, strict=True))
     grads = torch.autograd.grad(sum((s * 3).sum() for s in out.state), state)
     assert all(torch.equal(g, torch.full_like(g, 3.0)) for g in grads)
+
+
+def test_inference_crossover_sends_wide_simple_and_gru_to_native():
+    """NATIVE_FROM_UNITS' inference column: SimpleRNN and GRU on native from H=512."""
+    if COMPILED.ops()[0] is None:
+        pytest.skip("the compiled kernel did not build here")
+    spec = ScanSpec(has_mask=False, has_recurrent_mask=False, device=torch.device("cpu"),
+                    dtype=torch.float32, batch=1, steps=3, requires_grad=False)
+    for cell_type in (SimpleCell, GRUCell):
+        assert select(cell_type(2, 256), spec).name == "compiled"
+        assert select(cell_type(2, 512), spec).name == "native"

@@ -172,11 +172,18 @@ def test_masked_batch_equals_each_sequence_alone(name, padding):
             torch.testing.assert_close(a[i], b[0], atol=1e-10, rtol=0)
 
 
-def test_masked_sequences_output_zero_at_padding():
+def test_masked_steps_repeat_the_last_output_or_zero_with_zero_output_for_mask():
+    # Keras's default (zero_output_for_mask=False) repeats the previous output at masked steps
     layer = layers.LSTM(H, return_sequences=True)
     x, mask = pad([torch.randn(5, I), torch.randn(2, I)], "post")
     out = layer(x, mask=mask)
-    assert torch.all(out[1, 2:] == 0) and torch.all(out[1, :2] != 0)
+    assert torch.all(out[1, :2] != 0)
+    assert torch.equal(out[1, 2:], out[1, 1:2].expand(3, -1))
+    zeroed = layers.LSTM(H, return_sequences=True, zero_output_for_mask=True)
+    zeroed(x)
+    zeroed.set_weights(layer.get_weights())
+    out0 = zeroed(x, mask=mask)
+    assert torch.all(out0[1, 2:] == 0) and torch.equal(out0[1, :2], out[1, :2])
 
 
 def test_dilation_is_interleaved_recurrences():

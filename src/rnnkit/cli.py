@@ -12,10 +12,9 @@ import csv
 import dataclasses
 import json
 import sys
+import tomllib
 import typing
 from pathlib import Path
-
-import tomllib
 
 from .diagnosis import Finding, Report, diagnose
 from .errors import ConfigError, RnnkitError

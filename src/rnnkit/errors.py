@@ -49,3 +49,7 @@ def expect_rank(x, rank: int, name: str | None, what: str = "input") -> None:
             f"{where(name)}expected {what} of rank {rank}, got shape {tuple(x.shape)} "
             f"(rank {x.dim()})"
         )
+
+
+class MissingDependencyError(RnnkitError, ImportError):
+    """An optional package a feature needs is not installed (the message says how to get it)."""

@@ -2,31 +2,44 @@
 test forecasts and confusion matrix of a run, and what the doctor and ``diagnosis.inside`` measure
 (gradient through time, gate saturation, hidden states).
 
-matplotlib is optional (``pip install rnnkit[plots]``); it is imported on first use with the Agg
-backend, so plots are written to files and never need a display.
+matplotlib is optional (the ``plots`` extra); it is imported on first use with the Agg backend,
+so plots are written to files and never need a display. Without it, the doctor's figures raise
+MissingDependencyError saying how to install it, and a run's figures (training curves, forecast,
+confusion matrix) are skipped with one line on stderr, said once: everything else is written.
 """
 
 from __future__ import annotations
 
 import csv
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 
+from . import optional
 from .errors import ConfigError, DataFormatError
+
+_told = False
 
 
 def _pyplot():
-    try:
-        import matplotlib
-    except ImportError:
-        raise ImportError("rnnkit plots need matplotlib, which is not installed; "
-                          "install it with `pip install rnnkit[plots]` (or `pip install "
-                          "matplotlib`)") from None
-    matplotlib.use("Agg")
+    matplotlib = optional.require("matplotlib", "plotting")
+    matplotlib.use("Agg")  # files only, never a window
     import matplotlib.pyplot as plt
     return plt
+
+
+def _run_pyplot():
+    """For a run's figures: pyplot, or None (said once) when matplotlib is not installed."""
+    global _told
+    if not optional.available("matplotlib"):
+        if not _told:
+            print(f"rnnkit: plots skipped (matplotlib is not installed): "
+                  f"{optional.install_hint('matplotlib')}", file=sys.stderr)
+            _told = True
+        return None
+    return _pyplot()
 
 
 def _save(fig, path) -> Path:
@@ -137,15 +150,21 @@ def plot_history(history, path, title: str = "training") -> Path:
     fig.suptitle(title)
     return _save(fig, path)
 
-def training_curves(history: dict[str, list[float]], path: str | Path) -> Path:
-    """One panel per metric: training and validation values by epoch (a run's history)."""
+
+def training_curves(history: dict[str, list[float]], path: str | Path) -> Path | None:
+    """One panel per metric: training and validation values by epoch (a run's history); None,
+    with nothing written, without matplotlib."""
+    if _run_pyplot() is None:
+        return None
     return plot_history(history, path)
 
 
 def forecast(truth: np.ndarray, predicted: dict[str, np.ndarray], path: str | Path,
              title: str) -> None:
     """The truth and each named forecast along the test windows (first horizon step)."""
-    plt = _pyplot()
+    plt = _run_pyplot()
+    if plt is None:
+        return
     fig, ax = plt.subplots(figsize=(10, 3.5))
     ax.plot(truth, label="truth", color="black", linewidth=1)
     for name, values in predicted.items():
@@ -159,7 +178,9 @@ def forecast(truth: np.ndarray, predicted: dict[str, np.ndarray], path: str | Pa
 
 def confusion(matrix: np.ndarray, classes: list[str], path: str | Path) -> None:
     """Counts with true classes as rows and predicted classes as columns."""
-    plt = _pyplot()
+    plt = _run_pyplot()
+    if plt is None:
+        return
     fig, ax = plt.subplots(figsize=(1.2 * len(classes) + 2, 1.2 * len(classes) + 1.5))
     ax.imshow(matrix, cmap="Blues")
     ax.set(xticks=range(len(classes)), yticks=range(len(classes)), xticklabels=classes,

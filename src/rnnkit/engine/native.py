@@ -121,7 +121,9 @@ def _signature(cell) -> tuple:
 
 
 def layers_reason(cells, spec: ScanSpec) -> str:
-    """Why ``run_layers`` cannot run ``cells`` in one call under ``spec``; '' when it can."""
+    """Why torch's fused op cannot run ``cells`` in one call under ``spec``; '' when it can.
+    Whether it should (the kernel auto would pick for each cell) is ``engine.scan_layers``'s
+    question."""
     for cell in cells:
         ok, reason = NATIVE.supports(cell, spec)
         if not ok:

@@ -7,6 +7,7 @@ hands the plain forward recurrence to a kernel chosen by the registry.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import NamedTuple
 
 import torch
@@ -15,7 +16,7 @@ from torch import Tensor
 from ..errors import BackendError, ShapeError
 from . import context, native
 from .reference import REFERENCE
-from .registry import ScanSpec, select
+from .registry import ScanSpec, auto_order, select
 
 
 class Wiring(NamedTuple):
@@ -34,14 +35,16 @@ class ScanOutput(NamedTuple):
 
 
 def scan(cell, x: Tensor, state=None, mask: Tensor | None = None, reverse: bool = False,
-         dilation: int = 1, backend: str = "auto",
-         recurrent_mask: Tensor | None = None) -> ScanOutput:
+         dilation: int = 1, backend: str | tuple[str, ...] = "auto",
+         recurrent_mask: Tensor | None = None, exclude: tuple[str, ...] = ()) -> ScanOutput:
     """Run ``cell`` over x (B, T, I).
 
     state: tuple of (B, size) tensors, or None for zeros. mask: (B, T) bool, True where the step
     is real; masked steps carry the state and output zeros. reverse: run from t = T-1 to 0.
     dilation: h_t depends on h_{t-d} (and on h_{t-d·l} for each lag l). recurrent_mask (B, K·H):
-    multiplies the lagged states fed to the recurrent weights (recurrent dropout).
+    multiplies the lagged states fed to the recurrent weights (recurrent dropout). backend: a
+    kernel name, "auto", or names in order of preference; a scope's ``engine.options(backend=)``
+    overrides it. exclude: kernels ``backend="auto"`` must not choose.
     """
     if x.dim() != 3:
         raise ShapeError(f"scan: expected x of shape (B, T, I), got {tuple(x.shape)}")
@@ -70,8 +73,9 @@ def scan(cell, x: Tensor, state=None, mask: Tensor | None = None, reverse: bool 
             has_mask=mask is not None, has_recurrent_mask=recurrent_mask is not None,
             device=x.device, dtype=x.dtype, batch=x.shape[0], steps=x.shape[1],
             mask_packable=mask is not None and is_packable(mask),
+            requires_grad=records_grad(cell, x, state),
         )
-        kernel = select(cell, spec, context.backend_for(backend))
+        kernel = select(cell, spec, context.backend_for(backend), exclude)
         ys, final = kernel.run(cell, x, state, mask, recurrent_mask)
     else:  # observed: the reference loop steps the cell in Python, where it can be watched
         kernel = REFERENCE
@@ -91,31 +95,44 @@ class LayersOutput(NamedTuple):
 
 
 def scan_layers(cells, x: Tensor, states, mask: Tensor | None = None, bidirectional: bool = False,
-                backend="auto") -> LayersOutput | None:
+                backend="auto", exclude=()) -> LayersOutput | None:
     """Run several layers, and/or both directions, in one kernel call; None when no kernel can
     (``scan_layers_reason`` says why): the caller then runs its layers one by one.
 
     cells: layer 0 forward, [layer 0 backward,] layer 1 forward, ...; alike, layer l > 0 taking
     the D·H features of layer l-1. states: each cell's initial state, a tuple of (B, H).
     x (B, T, I); mask None or (B, T) bool, post-padding: each row then ends, and its backward
-    direction starts, at the row's own last real step. backend: one for all cells or one per cell
-    (a scope's ``engine.options(backend=...)`` overrides them). The one call is taken where the
-    kernel the engine picks for each cell is ``native`` and torch's fused op can run them together
-    (``native.run_layers``).
+    direction starts, at the row's own last real step. backend: one for all cells (a name or a
+    tuple of names) or a list with one per cell (a scope's ``engine.options(backend=...)``
+    overrides them); exclude: kernels ``auto`` must not choose, a tuple for all cells or a list
+    with one per cell (a layer's ``use_cudnn=False`` excludes "native"). The one call is taken
+    where the kernel ``scan`` would pick for each cell on its own is ``native`` (so grouping
+    never changes which kernel runs: on CPU auto runs training on the compiled loop) and torch's
+    fused op can run them together (``native.run_layers``).
     """
-    mask, reason = _layers_plan(cells, x, mask, backend)
+    mask, reason = _layers_plan(cells, x, states, mask, bidirectional, backend, exclude)
     if reason:
         return None
     ys, finals = native.run_layers(cells, x, states, mask, bidirectional=bidirectional)
     return LayersOutput(ys, finals, native.NATIVE.name)
 
 
-def scan_layers_reason(cells, x: Tensor, mask: Tensor | None = None, backend="auto") -> str:
-    """Why ``scan_layers`` cannot run ``cells`` in one call on x and mask; '' when it can."""
-    return _layers_plan(cells, x, mask, backend)[1]
+def scan_layers_reason(cells, x: Tensor, mask: Tensor | None = None, backend="auto",
+                       exclude=(), states=None, bidirectional: bool = False) -> str:
+    """Why ``scan_layers`` cannot run ``cells`` in one call on x and mask; '' when it can.
+    states None: zeros."""
+    if states is None:
+        states = [cell.zero_state(x.shape[0], x) for cell in cells]
+    return _layers_plan(cells, x, states, mask, bidirectional, backend, exclude)[1]
 
 
-def _layers_plan(cells, x: Tensor, mask: Tensor | None, backend) -> tuple[Tensor | None, str]:
+def _per_cell(value, cells, kinds) -> list:
+    """One value for every cell, or a list with one per cell."""
+    return [value] * len(cells) if isinstance(value, kinds) else list(value)
+
+
+def _layers_plan(cells, x: Tensor, states, mask: Tensor | None, bidirectional: bool, backend,
+                 exclude) -> tuple[Tensor | None, str]:
     """(the mask for the one call (None: every step real), why it cannot run or '')."""
     if context.current().observe is not None:
         return mask, "the engine observes the steps, which the reference loop runs cell by cell"
@@ -126,15 +143,42 @@ def _layers_plan(cells, x: Tensor, mask: Tensor | None, backend) -> tuple[Tensor
     spec = ScanSpec(has_mask=mask is not None, has_recurrent_mask=False, device=x.device,
                     dtype=x.dtype, batch=x.shape[0], steps=x.shape[1],
                     mask_packable=mask is not None and is_packable(mask))
-    backends = [backend] * len(cells) if isinstance(backend, (str, tuple)) else list(backend)
-    for cell, chosen in zip(cells, backends):
-        try:
-            kernel = select(cell, spec, context.backend_for(chosen))
-        except BackendError as e:
-            return mask, str(e)
-        if kernel is not native.NATIVE:
+    backends = _per_cell(backend, cells, (str, tuple))
+    excludes = _per_cell(exclude, cells, tuple)
+    directions = 2 if bidirectional else 1
+    grad_in = x.requires_grad  # whether the current layer's input carries a gradient
+    for i in range(0, len(cells), directions):
+        layer = range(i, min(i + directions, len(cells)))
+        records = [records_grad(cells[j], x, states[j], grad_in) for j in layer]
+        for j, requires_grad in zip(layer, records):
+            cell, chosen = cells[j], context.backend_for(backends[j])
+            cell_spec = replace(spec, requires_grad=requires_grad)
+            try:
+                kernel = select(cell, cell_spec, chosen, excludes[j])
+            except BackendError as e:
+                return mask, str(e)
+            if kernel is native.NATIVE:
+                continue
+            if chosen == "auto" and native.NATIVE.name in excludes[j]:
+                return mask, (f"{type(cell).__name__} may not run on native (exclude="
+                              f"{excludes[j]}: a layer's use_cudnn=False)")
+            if chosen == "auto":
+                return mask, (f"auto runs {type(cell).__name__} on {kernel.name}: "
+                              f"{auto_order(cell, cell_spec)[1]}")
             return mask, f"{type(cell).__name__} runs on the {kernel.name} kernel, not native"
+        grad_in = any(records)
     return mask, native.layers_reason(cells, spec)
+
+
+def records_grad(cell, x: Tensor, state, x_requires_grad: bool | None = None) -> bool:
+    """Whether autograd records this scan: grad mode on and an input, state or weight to train.
+    x_requires_grad: whether x will carry a gradient, when x stands for an input not yet
+    computed (a later layer's, in ``scan_layers``)."""
+    if not torch.is_grad_enabled():
+        return False
+    grad_in = x.requires_grad if x_requires_grad is None else x_requires_grad
+    return (grad_in or any(s.requires_grad for s in state)
+            or any(p.requires_grad for p in cell.parameters()))
 
 
 def is_packable(mask: Tensor) -> bool:

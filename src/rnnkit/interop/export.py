@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .. import engine
+from .. import engine, optional
 from ..errors import ConfigError, NotBuiltError
 from ..layers import RNN, Embedding
 from ..models import model as model_module
@@ -69,8 +69,7 @@ def export(model, path, format: str = "onnx", example=None, opset: int = 17) -> 
 
 def onnx_max_abs_diff(model, path, x) -> float:
     """Run the .onnx file in onnxruntime on x and return max |onnx - rnnkit| over the outputs."""
-    import onnxruntime
-
+    onnxruntime = optional.require("onnxruntime", "checking an ONNX file")
     x = _as_input(x, model)
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     (got,) = session.run(None, {"x": x.numpy()})
@@ -125,6 +124,7 @@ def _expected_warnings():
 
 # -- writers -----------------------------------------------------------------------------------
 def _write_onnx(model, x: Tensor, path: Path, time_dynamic: bool, opset: int) -> None:
+    optional.require("onnx", "ONNX export")
     in_axes = {0: "batch", 1: "time"} if time_dynamic else {0: "batch"}
     out_rank = model(x).dim()
     out_axes = {0: "batch", 1: "time"} if time_dynamic and out_rank == 3 else {0: "batch"}

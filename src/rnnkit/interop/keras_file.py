@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import optional
 from ..errors import ConfigError, DataFormatError
 from ..models import persistence
 
@@ -70,8 +71,7 @@ def _read_archive(path: Path) -> tuple[dict, dict[str, list[np.ndarray]]]:
 
 def _read_h5(data: bytes, where: str) -> dict[str, list[np.ndarray]]:
     """{layer group name: its arrays in Keras's order (cell vars; forward then backward)}."""
-    import h5py
-
+    h5py = optional.require("h5py", "reading a Keras weights file")
     try:
         handle = h5py.File(io.BytesIO(data), "r")
     except OSError as err:

@@ -1,6 +1,7 @@
 """Keras-named layers; every one is a torch.nn.Module."""
 
 from .base import Layer
+from .cells import DropoutRNNCell, GRUCell, LSTMCell, SimpleRNNCell, StackedRNNCells
 from .core import (
     BatchNormalization,
     Conv1D,
@@ -11,6 +12,7 @@ from .core import (
     GlobalAveragePooling1D,
     GlobalMaxPooling1D,
     LayerNormalization,
+    Masking,
     MaxPooling1D,
     TimeDistributed,
 )
@@ -21,6 +23,7 @@ __all__ = [
     "Layer",
     "RNN", "SimpleRNN", "LSTM", "GRU", "Readout", "Bidirectional", "Stacked", "DilatedRNN",
     "exponential_dilations",
-    "Dense", "Embedding", "Dropout", "BatchNormalization", "LayerNormalization", "Conv1D",
+    "SimpleRNNCell", "LSTMCell", "GRUCell", "StackedRNNCells", "DropoutRNNCell",
+    "Dense", "Embedding", "Masking", "Dropout", "BatchNormalization", "LayerNormalization", "Conv1D",
     "MaxPooling1D", "GlobalMaxPooling1D", "GlobalAveragePooling1D", "Flatten", "TimeDistributed",
 ]

@@ -3,10 +3,14 @@
 As in Keras 3, a layer's config is the arguments it was constructed with (``Layer.__new__`` records
 them), so ``from_config(get_config())`` rebuilds the same layer. Values are turned into JSON here:
 names stay names, a callable that rnnkit knows by name (``torch.tanh``, ``initializers.orthogonal``)
-becomes its name, a regularizer ``{"l1": .., "l2": ..}``, a nested layer its own config. Anything
-else (a user's lambda, a cell object) cannot be written as JSON and raises a ConfigError that names
-the layer and the argument. Reading resolves class names among the Layer classes the program has
-defined (rnnkit's and the user's own) and ``custom_objects``: nothing is imported or unpickled.
+becomes its name, an initializer or constraint object (``initializers.Constant(0.01)``) Keras's
+``{"class_name": ..., "config": {...}}``, a user's module-level function
+``{"class_name": "function", "config": its name}`` (read back from ``custom_objects``), a
+regularizer ``{"l1": .., "l2": ..}``, a nested layer its own config. Anything else (a lambda, a
+cell object) cannot be written as JSON and raises a ConfigError that names the layer and the
+argument. Reading resolves class names among the Layer
+classes the program has defined (rnnkit's and the user's own) and ``custom_objects``: nothing is
+imported or unpickled.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .. import activations, initializers
+from .. import activations, constraints, initializers
 from ..errors import ConfigError
 from .regularizers import L1L2
 
@@ -79,16 +83,27 @@ def serialize_value(value, layer, arg: str):
         return serialize_layer(value)
     if isinstance(value, L1L2):
         return {"l1": value.l1, "l2": value.l2}
+    if isinstance(value, (initializers.Initializer, constraints.Constraint)):
+        out = {"class_name": type(value).__name__, "config": value.get_config()}
+        if not type(value).__module__.startswith("rnnkit."):
+            out["module"] = type(value).__module__
+        return out
     if isinstance(value, torch.dtype):
         return str(value).removeprefix("torch.")
     name = _registered_name(value)
     if name is not None:
         return name
+    if inspect.isfunction(value) and "<" not in value.__qualname__:
+        # a module-level function of the user's, by name (as Keras writes one); loading it back
+        # needs custom_objects={name: function}: nothing is imported
+        return {"class_name": "function", "config": value.__name__, "module": value.__module__}
     what = getattr(value, "__name__", type(value).__name__)
     raise ConfigError(
         f"{layer.name} ({type(layer).__name__}): argument {arg!r} = {what} cannot be saved as "
-        f"JSON (only rnnkit's named activations, initializers and regularizers can); pass a name "
-        f"such as 'tanh', or save the weights only (save_weights) and rebuild the model in code")
+        f"JSON (rnnkit's named activations, initializers, regularizers and constraints, their "
+        f"classes and module-level functions can); pass a name such as 'tanh' or a function "
+        f"defined with def at module level, or save the weights only (save_weights) and rebuild "
+        f"the model in code")
 
 
 def _registered_name(fn) -> str | None:
@@ -96,6 +111,17 @@ def _registered_name(fn) -> str | None:
 
 
 # -- reading -------------------------------------------------------------------------------------
+def _deserialize_object(spec: dict, module, custom_objects: dict | None):
+    """An initializer or constraint from its config: rnnkit's class, or the user's from
+    ``custom_objects``."""
+    name = spec["class_name"]
+    cls = (custom_objects or {}).get(name) or module.CLASSES.get(name)
+    if cls is None:
+        raise ConfigError(f"unknown {module.__name__.rsplit('.', 1)[-1]} class {name!r}: pass "
+                          f"custom_objects={{{name!r}: YourClass}}")
+    return cls.from_config(dict(spec["config"]))
+
+
 def deserialize_layer(spec, custom_objects: dict | None = None):
     """The layer a ``serialize_layer`` dict describes."""
     if not (isinstance(spec, dict) and isinstance(spec.get("class_name"), str)
@@ -120,7 +146,17 @@ def layer_class(name: str, module: str | None, custom_objects: dict | None) -> t
 
 def deserialize_value(arg: str, value, custom_objects: dict | None = None):
     """Undo ``serialize_value`` for argument ``arg`` (names stay names: the layer resolves them)."""
+    if isinstance(value, dict) and value.get("class_name") == "function":
+        fn = (custom_objects or {}).get(value.get("config"))
+        if fn is None:
+            raise ConfigError(f"argument {arg!r}: the function {value.get('config')!r} (module "
+                              f"{value.get('module')!r}) is the user's; pass "
+                              f"custom_objects={{{value.get('config')!r}: the_function}}")
+        return fn
     if isinstance(value, dict) and "class_name" in value and "config" in value:
+        for suffix, module in (("_initializer", initializers), ("_constraint", constraints)):
+            if arg.endswith(suffix):
+                return _deserialize_object(value, module, custom_objects)
         return deserialize_layer(value, custom_objects)
     if isinstance(value, list) and value and all(
             isinstance(v, dict) and "class_name" in v for v in value):

@@ -155,6 +155,7 @@ class Embedding(_KerasWeights):
 
     def __call__(self, x, *args, **kwargs):
         # Validate before Layer.__call__ builds (and might cast) on a bad first input.
+        x = self.as_input(x)
         if isinstance(x, Tensor):
             self.check_inputs(x)
         return super().__call__(x, *args, **kwargs)
@@ -182,9 +183,28 @@ class Embedding(_KerasWeights):
         return (*input_shape, self.output_dim)
 
 
+class Masking(Layer):
+    """Keras's Masking: a step whose features all equal ``mask_value`` is masked for the layers
+    after it (``compute_mask``: (B, T) True where a feature differs), and its features are set
+    to zero. In a Sequential the mask reaches the recurrent layers, which skip masked steps."""
+
+    supports_masking = True
+
+    def __init__(self, mask_value: float = 0.0, **kwargs):
+        super().__init__(**kwargs)
+        self.mask_value = float(mask_value)
+
+    def compute_mask(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
+        return (x != self.mask_value).any(dim=-1)
+
+    def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
+        return x * self.compute_mask(x)[..., None].to(x.dtype)
+
+
 class Dropout(Layer):
-    """Zero each entry with probability ``rate`` and scale the rest by 1/(1-rate) in training mode
-    (``module.train()``); the identity in eval mode. Any shape; masks pass through."""
+    """Zero each entry with probability ``rate`` and scale the rest by 1/(1-rate) in a training
+    call (``training=True``, or after ``module.train()``); the identity otherwise. Any shape;
+    masks pass through."""
 
     supports_masking = True
 

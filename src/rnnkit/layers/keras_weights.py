@@ -4,10 +4,13 @@ Keras stores a kernel as (in, G·H) with GRU gates ordered z, r, h; rnnkit (torc
 weight_ih as (G·H, in) with GRU gates r, z, n. LSTM gates are i, f, c, o in both. A Keras GRU
 with reset_after=True keeps its two biases as one (2, 3·H) array: input bias, recurrent bias.
 Parameters Keras has no counterpart for (peepholes, lags beyond the first, feedback and output
-weights) follow in a fixed order, transposed to the same (in, out) convention.
+weights, and any a user's Cell subclass adds) follow in a fixed order, transposed to the same
+(in, out) convention.
 """
 
 from __future__ import annotations
+
+from operator import attrgetter
 
 import numpy as np
 import torch
@@ -24,13 +27,20 @@ def _permute_gates(t: torch.Tensor, cell) -> torch.Tensor:
     return torch.cat([t.chunk(3, dim=0)[i] for i in _GRU_TO_KERAS], dim=0)
 
 
+
+
 def _extras(cell) -> list[str]:
+    """Parameters after kernel, recurrent kernel and bias: the known ones in a fixed order,
+    then any others a user's Cell subclass registered, in registration order."""
+    known: list[str] = []
     if isinstance(cell, LSTMCell) and cell.peephole is not None:
-        return ["peep_prev", "peep_out"]
-    if isinstance(cell, FeedbackCell):
-        return [n for n in ("weight_oh", "weight_ho", "bias_o", "weight_io")
-                if getattr(cell, n) is not None]
-    return []
+        known = ["peep_prev", "peep_out"]
+    elif isinstance(cell, FeedbackCell):
+        known = [n for n in ("weight_oh", "weight_ho", "bias_o", "weight_io")
+                 if getattr(cell, n) is not None]
+    core = ("weight_ih", "weight_hh", "bias") + (("bias_hh",) if isinstance(cell, GRUCell) else ())
+    others = [n for n, _ in cell.named_parameters() if n not in core and n not in known]
+    return known + others
 
 
 def _array(t: torch.Tensor) -> np.ndarray:
@@ -47,7 +57,7 @@ def cell_to_keras(cell) -> list[np.ndarray]:
             bias = torch.stack([bias, _permute_gates(cell.bias_hh, cell)])
         out.append(_array(bias))
     for name in _extras(cell):
-        p = getattr(cell, name)
+        p = attrgetter(name)(cell)
         out.append(_array(p.t() if p.dim() == 2 else p))
     return out
 
@@ -73,7 +83,7 @@ def cell_from_keras(cell, arrays, where: str) -> None:
             _copy(cell.bias, _permute_gates(bias, cell))
         for name in _extras(cell):
             a = _tensor(next(it))
-            _copy(getattr(cell, name), a.t() if a.dim() == 2 else a)
+            _copy(attrgetter(name)(cell), a.t() if a.dim() == 2 else a)
 
 
 def _tensor(a) -> torch.Tensor:

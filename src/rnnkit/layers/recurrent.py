@@ -1,9 +1,13 @@
 """Recurrent layers with Keras's names and semantics: RNN(cell), SimpleRNN, LSTM, GRU.
 
 A layer holds a cell (built lazily from the input's feature size), applies Keras's initializers,
-dropout and regularizers, and calls ``engine.scan``; the engine picks the kernel
+dropout, regularizers and constraints, and calls ``engine.scan``; the engine picks the kernel
 (``self.last_kernel`` says which ran). Shapes: x (B, T, I) -> (B, T, H) with
 ``return_sequences`` or (B, H) without; ``return_state`` adds the final state tensors.
+
+Under a mask (B, T) a masked step keeps the state; its output is the previous step's output, as
+Keras's default ``zero_output_for_mask=False`` has it (zeros before the first real step), or zeros
+with ``zero_output_for_mask=True``.
 """
 
 from __future__ import annotations
@@ -16,7 +20,10 @@ from torch import Tensor, nn
 from .. import activations, initializers
 from ..cells import Cell, FeedbackCell, GRUCell, LSTMCell, SimpleCell, TeacherForcedCell
 from ..engine import scan
-from ..errors import ConfigError, ShapeError
+from ..engine import step as engine_step
+from ..engine import stepper as engine_stepper
+from ..errors import ConfigError, NotBuiltError, ShapeError
+from . import cells as _cells
 from .base import Layer
 from .keras_weights import cell_from_keras, cell_to_keras
 
@@ -42,33 +49,55 @@ class Readout(nn.Module):
 class RNN(Layer):
     """Runs a cell along the time axis (Keras's ``RNN``).
 
-    ``cell`` is an rnnkit Cell, or a callable ``input_size -> Cell`` so the input size can be
-    inferred on first call. ``dilation`` makes h_t depend on h_{t-d}; ``output_units`` adds the
-    lecture's output layer o_t = g(C h_t), ``shortcut`` the short-cut o_t = g(C h_t + D x_t).
+    ``cell`` is one of: an rnnkit engine Cell (``rnnkit.cells``), or a callable
+    ``input_size -> Cell`` so the input size can be inferred on first call; a Keras-style cell
+    layer (``layers.LSTMCell(32)``, which runs on the same kernels as ``LSTM(32)``, or a user's
+    cell with ``state_size`` and ``call(inputs, states)``, run on the reference kernel); or a
+    list of cells (``StackedRNNCells``). ``dilation`` makes h_t depend on h_{t-d};
+    ``output_units`` adds the lecture's output layer o_t = g(C h_t), ``shortcut`` the short-cut
+    o_t = g(C h_t + D x_t). ``unroll`` is accepted and changes nothing: Keras unrolls its Python
+    loop into the graph, rnnkit's kernels run the loop themselves. ``seed`` seeds the dropout
+    masks. ``backend`` names the kernel ("auto": the fastest that can run it).
     """
 
     supports_masking = True
     input_rank = 3
+    float_inputs = True  # integer sequences are cast to floats, as Keras's RNNs take them
 
     def __init__(self, cell=None, *, return_sequences: bool = False, return_state: bool = False,
-                 go_backwards: bool = False, stateful: bool = False, dilation: int = 1,
-                 dropout: float = 0.0, recurrent_dropout: float = 0.0,
+                 go_backwards: bool = False, stateful: bool = False, unroll: bool = False,
+                 zero_output_for_mask: bool = False, dilation: int = 1, dropout: float = 0.0,
+                 recurrent_dropout: float = 0.0, seed: int | None = None,
                  output_units: int | None = None, output_activation=None,
                  shortcut: bool = False, learn_initial_state: bool = False,
-                 backend: str = "auto", unroll: bool = False, **kwargs: Any):
+                 backend: str = "auto", **kwargs: Any):
         super().__init__(**kwargs)
-        self._cell_arg = cell
+        if isinstance(cell, (list, tuple)):
+            cell = _cells.StackedRNNCells(cell)
+        # not a registered submodule: its parameters are registered once, under ``self.cell``
+        object.__setattr__(self, "_cell_arg", cell)
         self.return_sequences = bool(return_sequences)
         self.return_state = bool(return_state)
         self.go_backwards = bool(go_backwards)
         self.stateful = bool(stateful)
+        self.unroll = bool(unroll)
+        self.zero_output_for_mask = bool(zero_output_for_mask)
         self.dilation = int(dilation)
         if self.dilation < 1:
             raise ConfigError(f"{self.name}: dilation must be >= 1, got {dilation}")
-        for arg, rate in (("dropout", dropout), ("recurrent_dropout", recurrent_dropout)):
-            if not 0.0 <= float(rate) < 1.0:
-                raise ConfigError(f"{self.name}: {arg} must be in [0, 1), got {rate}")
-        self.dropout, self.recurrent_dropout = float(dropout), float(recurrent_dropout)
+        self.dropout = _cells.check_rate(self.name, "dropout", dropout)
+        self.recurrent_dropout = _cells.check_rate(self.name, "recurrent_dropout",
+                                                   recurrent_dropout)
+        self.seed = seed
+        self._seeds = _cells.Seeds(seed)
+        if _cells.is_keras_cell(cell):
+            if self.dropout or self.recurrent_dropout or seed is not None:
+                raise ConfigError(f"{self.name}: with a Keras-style cell, dropout, "
+                                  "recurrent_dropout and seed are the cell's arguments "
+                                  f"(e.g. LSTMCell(units, dropout=0.2)), not {type(self).__name__}'s")
+            if isinstance(cell, _cells.KerasCell):
+                self.dropout, self.recurrent_dropout = cell.dropout, cell.recurrent_dropout
+                self._seeds = cell._seeds
         self.output_units = None if output_units is None else int(output_units)
         self.output_activation = output_activation
         self.shortcut = bool(shortcut)
@@ -87,16 +116,28 @@ class RNN(Layer):
 
     @property
     def units(self) -> int:
-        return self._units
+        if hasattr(self, "_units"):
+            return self._units
+        return self._probe_cell(None).hidden_size
+
+    @property
+    def keras_cell(self):
+        """The Keras-style cell this layer runs (a cell layer, a stack or a user's cell), or
+        None for an engine cell."""
+        return self._cell_arg if _cells.is_keras_cell(self._cell_arg) else None
 
     def make_cell(self, input_size: int) -> Cell:
         cell = self._cell_arg
+        if isinstance(cell, _cells.KerasCell):
+            return cell.cell
+        if _cells.is_keras_cell(cell):
+            return _cells.KerasCellAdapter(cell)
         if isinstance(cell, nn.Module):
             return cell
         if callable(cell):
             return cell(input_size)
-        raise ConfigError(f"{self.name}: RNN needs a cell (an rnnkit Cell or a callable "
-                          f"input_size -> Cell), got {cell!r}")
+        raise ConfigError(f"{self.name}: RNN needs a cell (an rnnkit Cell, a callable "
+                          f"input_size -> Cell, a Keras-style cell or a list of cells), got {cell!r}")
 
     def init_weights(self) -> None:
         """Keras's initializers; the generic RNN keeps the cell's own."""
@@ -105,7 +146,15 @@ class RNN(Layer):
         features = input_shape[-1]
         if features is None:
             raise ShapeError(f"{self.name}: the feature size (last axis) must be known")
+        keras_cell = self.keras_cell
+        if keras_cell is not None:
+            _cells.build_cell(keras_cell, (input_shape[0], int(features)))
+            if isinstance(keras_cell, _cells.KerasCell):
+                self._regularizers.extend(keras_cell._regularizers)  # same paths: cell.weight_ih
         self.cell = self.make_cell(int(features))
+        if isinstance(self.cell, _cells.KerasCellAdapter):
+            self.cell.input_size = int(features)
+            self.cell.train(self.training)  # the cell sees the layer's mode
         self._units = self.cell.hidden_size
         if self.cell.input_size != features:
             raise ShapeError(f"{self.name}: the cell expects {self.cell.input_size} input "
@@ -119,17 +168,45 @@ class RNN(Layer):
                 nn.Parameter(torch.zeros(n)) for n in self.cell.state_sizes())
         self.built = True
 
+    def _probe_cell(self, features):
+        """The engine cell once built; before, one made for ``features`` inputs (1 when unknown)
+        to read sizes from, without touching torch's random state."""
+        if self.cell is not None:
+            return self.cell
+        with torch.random.fork_rng(devices=[]):
+            keras_cell = self.keras_cell
+            if isinstance(keras_cell, _cells.KerasCell) and keras_cell.cell is None:
+                return keras_cell.make_cell(int(features or 1))
+            return self.make_cell(int(features or 1))
+
     @property
     def out_features(self) -> int:
-        return self.output_units if self.output_units is not None else self._units
+        return self.output_units if self.output_units is not None else self.units
+
+    def state_structure(self) -> list:
+        """Keras's ``state_size`` as a list: one entry per state tensor (an int), or for a stack
+        one per cell (an int, or a list of ints for a cell with several states)."""
+        keras_cell = self.keras_cell
+        if keras_cell is not None and not isinstance(keras_cell, _cells.KerasCell):
+            size = keras_cell.state_size
+            return list(size) if isinstance(size, (list, tuple)) else [size]
+        return list(self._probe_cell(None).state_sizes())
 
     def compute_output_shape(self, input_shape):
+        """Output shape (and state shapes with ``return_state``) for an input shape; works
+        before the layer is built."""
         batch, steps = input_shape[0], input_shape[1]
-        out = (batch, steps, self.out_features) if self.return_sequences else (
-            batch, self.out_features)
+        keras_cell = self.keras_cell
+        if keras_cell is not None and not isinstance(keras_cell, _cells.KerasCell):
+            size = self.output_units or _cells.cell_output_size(keras_cell)
+        else:
+            size = self.output_units or self._probe_cell(input_shape[-1]).hidden_size
+        out = (batch, steps, size) if self.return_sequences else (batch, size)
         if not self.return_state:
             return out
-        return [out] + [(batch, n) for n in self.cell.state_sizes()]
+        states = _cells.nest_state([(batch, n) for n in _cells.flatten_sizes(
+            self.state_structure())], self.state_structure())
+        return [out, *states]
 
     def compute_mask(self, x: Tensor, mask: Tensor | None) -> Tensor | None:
         return mask if self.return_sequences else None
@@ -143,45 +220,89 @@ class RNN(Layer):
         if shape[1] == 0:
             raise ShapeError(f"{self.name}: got an empty sequence (T = 0), shape {tuple(shape)}")
 
+    def get_initial_state(self, batch_size: int) -> list:
+        """The state a call starts from without ``initial_state``: zeros (or the learned
+        initial state), as Keras's list (nested per cell for a stack)."""
+        if self.cell is None:
+            raise ShapeError(f"{self.name}: get_initial_state needs the layer built (call it "
+                             "once, or build(input_shape))")
+        param = next(self.cell.parameters(), None)
+        like = torch.zeros((), dtype=self.compute_dtype(),
+                           device=None if param is None else param.device)
+        state = self.default_state(int(batch_size), like)
+        return _cells.nest_state(state, self.state_structure())
+
+    def default_state(self, batch: int, like: Tensor) -> tuple[Tensor, ...]:
+        if self.initial_state is not None:
+            return tuple(p.to(like.dtype).expand(batch, -1) for p in self.initial_state)
+        return tuple(self.cell.zero_state(batch, like))
+
     def start_state(self, x: Tensor, initial_state) -> tuple[Tensor, ...]:
         batch = x.shape[0]
         if initial_state is not None:
-            states = (initial_state,) if isinstance(initial_state, Tensor) else tuple(initial_state)
+            states = tuple(_cells.flatten_state(initial_state))
             sizes = self.cell.state_sizes()
             got = [tuple(s.shape) for s in states]
             if got != [(batch, n) for n in sizes]:
                 raise ShapeError(f"{self.name}: initial_state expected shapes "
                                  f"{[(batch, n) for n in sizes]}, got {got}")
-            return states
+            return tuple(s.to(x.dtype) for s in states)
         if self.stateful and self.states is not None:
             if self.states[0].shape[0] != batch:
-                raise ShapeError(f"{self.name}: stateful layer got batch {batch} after batch "
-                                 f"{self.states[0].shape[0]}; call reset_states() first")
+                raise ShapeError(f"{self.name}: a stateful layer keeps the batch size of its "
+                                 f"state: expected batch size {self.states[0].shape[0]}, got "
+                                 f"{batch}; call reset_state() first to start over")
             return self.states
-        if self.initial_state is not None:
-            return tuple(p.to(x.dtype).expand(batch, -1) for p in self.initial_state)
-        return self.cell.zero_state(batch, x)
+        return self.default_state(batch, x)
 
     def dropout_masks(self, x: Tensor) -> tuple[Tensor, Tensor | None]:
         """Keras's dropout: one mask per sequence, the same at every step."""
-        if not self.training:
-            return x, None
+        if not self.training or isinstance(self.cell, _cells.KerasCellAdapter):
+            return x, None  # a Keras-style cell or stack applies its own dropout
         if self.dropout > 0:
-            keep = 1.0 - self.dropout
-            x = x * torch.bernoulli(x.new_full((x.shape[0], 1, x.shape[2]), keep)) / keep
+            x = x * self._seeds.keep_mask(x, (x.shape[0], 1, x.shape[2]), self.dropout)
         rmask = None
         if self.recurrent_dropout > 0:
-            keep = 1.0 - self.recurrent_dropout
             width = self.cell.num_lags * self._units
-            rmask = torch.bernoulli(x.new_full((x.shape[0], width), keep)) / keep
+            rmask = self._seeds.keep_mask(x, (x.shape[0], width), self.recurrent_dropout)
         return x, rmask
 
     def run_cell(self, x: Tensor, state, mask: Tensor | None, rmask: Tensor | None, targets):
         """Scan the cell; returns (hidden sequence (B, T, H), final state)."""
+        stack = self.keras_cell
+        if isinstance(stack, _cells.StackedRNNCells) and stack.scannable:
+            return self.run_stack(stack, x, state, mask)
+        backend, exclude = self.kernel_choice()
         ys, final, self.last_kernel = scan(
             self.cell, x, state, mask=mask, reverse=self.go_backwards, dilation=self.dilation,
-            backend=self.backend, recurrent_mask=rmask)
+            backend=backend, recurrent_mask=rmask, exclude=exclude)
         return ys, final
+
+    def kernel_choice(self) -> tuple[str, tuple[str, ...]]:
+        """What this layer asks the engine for: (backend, kernels ``auto`` must not choose).
+        Bidirectional and Stacked hand the same to ``engine.scan_layers``."""
+        return self.backend, ()
+
+    def run_stack(self, stack, x: Tensor, state, mask: Tensor | None):
+        """rnnkit cell layers stacked: one scan per cell over the previous cell's outputs, which
+        is what the stacked step computes, on the fast kernels; each cell's own dropout."""
+        finals, offset = [], 0
+        for cell_layer in stack.cells:
+            cell = cell_layer.cell
+            n = len(cell.state_sizes())
+            rmask = None
+            if self.training and cell_layer.dropout > 0:
+                x = x * cell_layer._seeds.keep_mask(x, (x.shape[0], 1, x.shape[2]),
+                                                     cell_layer.dropout)
+            if self.training and cell_layer.recurrent_dropout > 0:
+                rmask = cell_layer._seeds.keep_mask(x, (x.shape[0], cell.hidden_size),
+                                                    cell_layer.recurrent_dropout)
+            x, final, self.last_kernel = scan(
+                cell, x, state[offset:offset + n], mask=mask, reverse=self.go_backwards,
+                dilation=self.dilation, backend=self.backend, recurrent_mask=rmask)
+            finals.extend(final)
+            offset += n
+        return x, tuple(finals)
 
     def forward(self, x: Tensor, mask: Tensor | None = None, initial_state=None,
                 targets: Tensor | None = None):
@@ -190,22 +311,82 @@ class RNN(Layer):
                              f"got {tuple(mask.shape)}")
         state = self.start_state(x, initial_state)
         xin, rmask = self.dropout_masks(x)
-        ys, final = self.run_cell(xin, state, mask, rmask, targets)  # (B, T, H)
+        try:
+            ys, final = self.run_cell(xin, state, mask, rmask, targets)  # (B, T, H)
+        finally:
+            if self.keras_cell is not None:
+                _cells.reset_dropout(self.keras_cell)
         if self.stateful:
             self.states = tuple(s.detach() for s in final)
         seq = self.output_sequence(ys, x)
         if mask is not None:
-            seq = seq * mask[..., None].to(seq.dtype)
+            mask = mask.to(torch.bool)
+            seq = seq * mask[..., None].to(seq.dtype) if self.zero_output_for_mask else \
+                hold_masked(seq, mask, self.go_backwards)
         if self.return_sequences:
             out = seq.flip(1) if self.go_backwards else seq
-        elif self.readout is None and not self.has_feedback:
+        elif self.output_is_first_state:
             out = final[0]
         else:
             out = seq[torch.arange(x.shape[0], device=x.device), self.last_index(mask, x)]
-        return [out, *final] if self.return_state else out
+        if not self.return_state:
+            return out
+        return [out, *_cells.nest_state(final, self.state_structure())]
+
+    @property
+    def output_is_first_state(self) -> bool:
+        """The last output is the final state's first tensor (h_T): one of rnnkit's cells without
+        an output layer. Any other cell's output (a user's Cell subclass, a Keras-style cell) can
+        differ from its states, so the last output is taken from the output sequence."""
+        return (self.readout is None and not self.has_feedback
+                and type(self.cell) in (SimpleCell, LSTMCell, GRUCell))
 
     def output_sequence(self, ys: Tensor, x: Tensor) -> Tensor:
         return ys if self.readout is None else self.readout(ys, x)
+
+    def step(self, x_t: Tensor, states=None, mask: Tensor | None = None):
+        """One step for online use: x_t (B, I) and the states after step t-1 (None: the layer's
+        start state) -> (y_t (B, out), states after step t), as calling the layer on the whole
+        sequence computes step by step (no dropout: the layer as in inference). A stateful layer
+        carries the states itself when ``states`` is None. ``mask`` (B,) bool: a masked row
+        carries its states and outputs zeros, as the whole-sequence call does with
+        ``zero_output_for_mask=True`` (to repeat the last output, Keras's default, keep the
+        previous y_t: the step does not hold it).
+
+        >>> layer = LSTM(8)
+        >>> y, states = layer.step(torch.randn(1, 3))
+        >>> y, states = layer.step(torch.randn(1, 3), states)
+        """
+        if x_t.dim() != 2:
+            raise ShapeError(f"{self.name}.step: expected x_t of shape (B, I), got {tuple(x_t.shape)}")
+        if self.go_backwards or self.dilation > 1:
+            raise ConfigError(f"{self.name}.step: a layer with go_backwards or dilation > 1 reads "
+                              "steps that have not come yet; call it on the whole sequence")
+        x = x_t[:, None]  # (B, 1, I)
+        self.ensure_built(tuple(x.shape))
+        self.check_input_shape(tuple(x.shape))
+        state = self.start_state(x, states)
+        y, final, self.last_kernel = engine_step(self.cell, x_t, state, mask, self.backend)
+        if self.stateful and states is None:
+            self.states = tuple(s.detach() for s in final)
+        out = self.output_sequence(y[:, None], x)[:, 0]
+        return (out if mask is None else out * mask[:, None].to(out.dtype)), final
+
+    def stepper(self):
+        """``f(x_t, states) -> (y_t, states)``: ``step`` with its checks done once, for a
+        streaming loop (states None: the start state). A layer whose output is its state (no
+        readout or feedback, not stateful) gets the engine's bound step (``engine.stepper``),
+        which for the standard cells is one call of torch's cell op; any other calls ``step``."""
+        if self.cell is None:
+            raise NotBuiltError(f"{self.name}.stepper: build the layer first (call it, or "
+                                "build(input_shape))")
+        plain = (self.readout is None and not self.has_feedback and not self.stateful
+                 and self.initial_state is None and not self.go_backwards and self.dilation == 1)
+        if not plain:
+            return lambda x_t, states=None: self.step(x_t, states)
+        fn = engine_stepper(self.cell, self.backend)
+        self.last_kernel = fn.kernel
+        return fn
 
     def last_index(self, mask: Tensor | None, x: Tensor) -> Tensor:
         """Per sequence, the step processed last: the last real step, or the first going backwards."""
@@ -217,8 +398,13 @@ class RNN(Layer):
             return torch.where(mask, t, steps).amin(dim=1).clamp(max=steps - 1)
         return torch.where(mask, t, 0).amax(dim=1)
 
-    def reset_states(self) -> None:
+    def reset_state(self) -> None:
+        """Keras 3's name: a stateful layer starts from zeros again at its next call."""
         self.states = None
+
+    def reset_states(self) -> None:
+        """Keras 2's name for ``reset_state``."""
+        self.reset_state()
 
     # -- weights as Keras arrays --------------------------------------------------------------
     def extra_weights(self) -> list[nn.Parameter]:
@@ -230,14 +416,27 @@ class RNN(Layer):
             out += list(self.initial_state)
         return out
 
+    def cell_weights(self) -> list:
+        if self.cell is None:
+            return []
+        if isinstance(self.cell, _cells.KerasCellAdapter):
+            return self.cell.layer.get_weights()
+        return cell_to_keras(self.cell)
+
+    def set_cell_weights(self, weights) -> None:
+        if isinstance(self.cell, _cells.KerasCellAdapter):
+            self.cell.layer.set_weights(weights)
+        else:
+            cell_from_keras(self.cell, weights, self.name)
+
     def get_weights(self):
         extra = [p.detach().cpu().numpy().copy() for p in self.extra_weights()]
         extra = [a.T if a.ndim == 2 else a for a in extra]
-        return cell_to_keras(self.cell) + extra
+        return self.cell_weights() + extra
 
     def set_weights(self, weights) -> None:
-        n = len(cell_to_keras(self.cell))
-        cell_from_keras(self.cell, list(weights[:n]), self.name)
+        n = len(self.cell_weights())
+        self.set_cell_weights(list(weights[:n]))
         rest = [torch.as_tensor(w.T if w.ndim == 2 else w) for w in weights[n:]]
         params = self.extra_weights()
         if len(rest) != len(params) or any(r.shape != p.shape for r, p in zip(rest, params)):
@@ -248,22 +447,40 @@ class RNN(Layer):
                 p.copy_(r.to(p.dtype))
 
 
-def _init_recurrent(weight: Tensor, units: int, init) -> None:
-    """Apply the recurrent initializer to each lag's (G·H, H) block, as Keras would to one."""
-    with torch.no_grad():
-        for block in weight.split(units, dim=1):
-            fill = torch.empty_like(block)
-            init(fill)
-            block.copy_(fill)
+def hold_masked(seq: Tensor, mask: Tensor, reverse: bool) -> Tensor:
+    """Keras's ``zero_output_for_mask=False``: a masked step's output is the output of the step
+    processed before it (zeros before the first real step). seq (B, T, O), mask (B, T) bool;
+    ``reverse``: the steps were processed from T-1 down to 0."""
+    steps = mask.shape[1]
+    if reverse:  # the nearest real step at or after t, found on the flipped mask
+        before = _last_real_step(mask.flip(1)).flip(1)
+        source = torch.where(before >= 0, steps - 1 - before, before)
+    else:
+        source = _last_real_step(mask)
+    held = seq.gather(1, source.clamp(min=0)[..., None].expand(-1, -1, seq.shape[-1]))
+    return held * (source >= 0)[..., None].to(seq.dtype)
 
 
-class _KerasRNN(RNN):
-    """Shared by SimpleRNN, LSTM and GRU: units, activations, initializers, regularizers."""
+def _last_real_step(mask: Tensor) -> Tensor:
+    """(B, T) bool -> (B, T): the index of the last real step at or before t, -1 where none.
+    Built from cumsum, scatter and gather (no cummax), so ONNX export can trace it."""
+    batch, steps = mask.shape
+    t = torch.arange(steps, device=mask.device).expand(batch, steps)
+    count = mask.long().cumsum(dim=1)  # real steps in 0..t
+    kth = torch.zeros(batch, steps + 1, dtype=torch.long, device=mask.device)
+    kth = kth.scatter(1, torch.where(mask, count, 0), torch.where(mask, t, 0))  # k-th real step
+    return torch.where(count > 0, kth.gather(1, count), -1)
+
+
+class _KerasRNN(RNN, _cells.KerasWeightArgs):
+    """Shared by SimpleRNN, LSTM and GRU: units, activations, initializers, regularizers,
+    constraints."""
 
     def __init__(self, units: int, activation="tanh", use_bias: bool = True,
                  kernel_initializer="glorot_uniform", recurrent_initializer="orthogonal",
                  bias_initializer="zeros", kernel_regularizer=None, recurrent_regularizer=None,
-                 bias_regularizer=None, lags=(1,), **kwargs: Any):
+                 bias_regularizer=None, kernel_constraint=None, recurrent_constraint=None,
+                 bias_constraint=None, lags=(1,), **kwargs: Any):
         super().__init__(None, **kwargs)
         if int(units) < 1:
             raise ConfigError(f"{self.name}: units must be a positive integer, got {units}")
@@ -271,23 +488,36 @@ class _KerasRNN(RNN):
         self.activation = activation
         activations.get(activation, f"{self.name}.activation")
         self.use_bias = bool(use_bias)
-        self.kernel_initializer = initializers.get(kernel_initializer, self.name)
-        self.recurrent_initializer = initializers.get(recurrent_initializer, self.name)
-        self.bias_initializer = initializers.get(bias_initializer, self.name)
         self.lags = lags
-        self.add_regularizer("cell.weight_ih", kernel_regularizer)
-        self.add_regularizer("cell.weight_hh", recurrent_regularizer)
-        if self.use_bias:
-            self.add_regularizer("cell.bias", bias_regularizer)
+        self.set_weight_args(kernel_initializer, recurrent_initializer, bias_initializer,
+                             kernel_regularizer, recurrent_regularizer, bias_regularizer,
+                             kernel_constraint, recurrent_constraint, bias_constraint)
 
     def init_weights(self) -> None:
-        cell = self.cell
-        with torch.no_grad():
-            self.kernel_initializer(cell.weight_ih)
-            _init_recurrent(cell.weight_hh, self._units, self.recurrent_initializer)
-            for b in (cell.bias, getattr(cell, "bias_hh", None)):
-                if b is not None:
-                    self.bias_initializer(b)
+        self.init_cell(self.cell, getattr(self, "unit_forget_bias", False))
+
+
+class _CudnnArgs:
+    """LSTM's and GRU's ``use_cudnn``: "auto" lets ``backend`` choose; True runs torch's fused
+    kernel (``backend="native"``: cuDNN on a GPU) or raises saying why it cannot; False never
+    runs it. ``implementation`` (Keras's 1 or 2, or 0) changes nothing here."""
+
+    def set_cudnn(self, use_cudnn, implementation) -> None:
+        if use_cudnn not in ("auto", True, False):
+            raise ConfigError(f"{self.name}: use_cudnn must be 'auto', True or False, got "
+                              f"{use_cudnn!r}")
+        if use_cudnn is True and self.backend not in ("auto", "native"):
+            raise ConfigError(f"{self.name}: use_cudnn=True runs torch's fused kernel, "
+                              f"backend='native'; it contradicts backend={self.backend!r}")
+        if use_cudnn is False and self.backend == "native":
+            raise ConfigError(f"{self.name}: use_cudnn=False contradicts backend='native'")
+        self.use_cudnn = use_cudnn
+        self.implementation = _cells.check_implementation(self.name, implementation)
+
+    def kernel_choice(self) -> tuple[str, tuple[str, ...]]:
+        if self.use_cudnn == "auto":
+            return super().kernel_choice()
+        return ("native", ()) if self.use_cudnn else (self.backend, ("native",))
 
 
 class SimpleRNN(_KerasRNN):
@@ -359,52 +589,46 @@ class SimpleRNN(_KerasRNN):
         return ys, (final[0], self.cell.output(final[0], x_last))
 
 
-class LSTM(_KerasRNN):
+class LSTM(_CudnnArgs, _KerasRNN):
     """Long Short-Term Memory (Hochreiter & Schmidhuber 1997), Keras's LSTM layer.
 
     peephole=True/'full': the gates see the cell state as the lecture writes W·[C, h, x];
     'diagonal': per-unit peepholes (Gers & Schmidhuber). coupled=True: C_t = f C_{t-1} + (1-f) C̃_t.
     unit_forget_bias=True starts the forget-gate bias at 1 (Keras's default).
+    use_cudnn and implementation: see ``_CudnnArgs``.
     """
 
     def __init__(self, units: int, activation="tanh", recurrent_activation="sigmoid",
                  unit_forget_bias: bool = True, peephole=False, coupled: bool = False,
-                 **kwargs: Any):
+                 use_cudnn="auto", implementation: int = 2, **kwargs: Any):
         super().__init__(units, activation=activation, **kwargs)
         self.recurrent_activation = recurrent_activation
         activations.get(recurrent_activation, f"{self.name}.recurrent_activation")
         self.unit_forget_bias = bool(unit_forget_bias)
         self.peephole, self.coupled = peephole, bool(coupled)
+        self.set_cudnn(use_cudnn, implementation)
 
     def make_cell(self, input_size: int) -> Cell:
         return LSTMCell(input_size, self._units, self.lags, self.use_bias, self.peephole,
                         self.coupled, self.activation, self.recurrent_activation)
 
-    def init_weights(self) -> None:
-        super().init_weights()
-        cell = self.cell
-        with torch.no_grad():
-            if cell.peephole is not None:
-                cell.peep_prev.zero_()
-                cell.peep_out.zero_()
-            if self.unit_forget_bias and cell.bias is not None:
-                f = 0 if cell.coupled else 1  # gate order (i, f, g, o) or (f, g, o)
-                cell.bias[f * self._units:(f + 1) * self._units] = 1.0
 
-
-class GRU(_KerasRNN):
+class GRU(_CudnnArgs, _KerasRNN):
     """Gated Recurrent Unit (Cho et al. 2014), Keras's GRU layer.
 
     reset_after=True (default; torch, cuDNN, Keras 3) applies the reset gate after the recurrent
     matrix and has a separate recurrent bias; reset_after=False is the lecture's formula.
+    use_cudnn and implementation: see ``_CudnnArgs``.
     """
 
     def __init__(self, units: int, activation="tanh", recurrent_activation="sigmoid",
-                 reset_after: bool = True, **kwargs: Any):
+                 reset_after: bool = True, use_cudnn="auto", implementation: int = 2,
+                 **kwargs: Any):
+        self.reset_after = bool(reset_after)  # read by set_weight_args: one penalty, two biases
         super().__init__(units, activation=activation, **kwargs)
         self.recurrent_activation = recurrent_activation
         activations.get(recurrent_activation, f"{self.name}.recurrent_activation")
-        self.reset_after = bool(reset_after)
+        self.set_cudnn(use_cudnn, implementation)
 
     def make_cell(self, input_size: int) -> Cell:
         return GRUCell(input_size, self._units, self.lags, self.use_bias, self.reset_after,

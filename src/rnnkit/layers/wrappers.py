@@ -12,26 +12,32 @@ import copy
 import math
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
 from .. import engine
 from ..errors import ConfigError, ShapeError
 from .base import Layer
-from .recurrent import GRU, LSTM, RNN, SimpleRNN
+from .cells import KerasCell
+from .recurrent import GRU, LSTM, RNN, SimpleRNN, hold_masked
 
 MERGE_MODES = ("concat", "sum", "mul", "ave", None)
 
 
 def clone_layer(layer: RNN, name: str, **overrides: Any) -> RNN:
-    """A fresh, unbuilt copy of a recurrent layer with some attributes changed."""
+    """A fresh, unbuilt copy of a recurrent layer with some attributes changed. A built layer is
+    made again from its config, with new weights, as Keras's Bidirectional does."""
     if not isinstance(layer, RNN):
         raise ConfigError(f"{name}: expected a recurrent layer (SimpleRNN, LSTM, GRU, RNN), "
                           f"got {type(layer).__name__}")
     if layer.built:
-        raise ConfigError(f"{name}: pass a layer that has not been called yet; "
-                          f"{layer.name} is already built")
-    new = copy.deepcopy(layer)
+        new = type(layer).from_config(layer.get_config())
+        for attr in ("use_cudnn",):  # not in the config (Keras keeps it the same way)
+            if hasattr(layer, attr):
+                setattr(new, attr, getattr(layer, attr))
+    else:
+        new = copy.deepcopy(layer)
     new.name = name
     for key, value in overrides.items():
         setattr(new, key, value)
@@ -39,10 +45,11 @@ def clone_layer(layer: RNN, name: str, **overrides: Any) -> RNN:
 
 
 def _plain(layer) -> bool:
-    """A SimpleRNN/LSTM/GRU whose forward is its scan and nothing else (no dropout drawn, no
-    readout, carried state, dilation or hooks): what one engine call for several layers
-    (``engine.scan_layers``) can stand in for."""
-    if type(layer) not in (SimpleRNN, LSTM, GRU):
+    """A SimpleRNN/LSTM/GRU, or an RNN of one of Keras's cell layers, whose forward is its scan
+    and nothing else (no dropout drawn, no readout, carried state, dilation or hooks): what one
+    engine call for several layers (``engine.scan_layers``) can stand in for."""
+    cell_layer = type(layer) is RNN and isinstance(layer.keras_cell, KerasCell)
+    if type(layer) not in (SimpleRNN, LSTM, GRU) and not cell_layer:
         return False
     dropout = layer.training and (layer.dropout > 0 or layer.recurrent_dropout > 0)
     return (layer.built and layer.readout is None and not layer.has_feedback
@@ -50,10 +57,13 @@ def _plain(layer) -> bool:
 
 
 def _scan_together(layers, x: Tensor, states, mask: Tensor | None, bidirectional: bool = False):
-    """``engine.scan_layers`` on the (plain) layers' cells, each layer's ``last_kernel`` set;
-    None when the engine cannot run them in one call."""
+    """``engine.scan_layers`` on the (plain) layers' cells with what each layer asks of the
+    engine (its backend, use_cudnn's exclusion), each layer's ``last_kernel`` set; None when the
+    engine does not run them in one call."""
+    choices = [layer.kernel_choice() for layer in layers]
     out = engine.scan_layers([layer.cell for layer in layers], x, states, mask, bidirectional,
-                             backend=[layer.backend for layer in layers])
+                             backend=[backend for backend, _ in choices],
+                             exclude=[exclude for _, exclude in choices])
     if out is not None:
         for layer in layers:
             layer.last_kernel = out.kernel
@@ -64,31 +74,59 @@ class Bidirectional(Layer):
     """Runs ``layer`` forwards and a copy of it backwards, and merges their outputs.
 
     merge_mode: 'concat' (B, T, 2H), 'sum', 'mul', 'ave' (B, T, H), or None: [forward, backward].
-    With return_state the result is [output, *forward_states, *backward_states], as in Keras.
+    With return_state the result is [output, *forward_states, *backward_states] (with merge_mode
+    None: [forward, backward, *forward_states, *backward_states]), as in Keras. ``weights``:
+    Keras arrays (forward's then backward's) loaded when the layer is built. As in Keras, the two
+    layers output zeros at masked steps when they return sequences.
     """
 
     supports_masking = True
     input_rank = 3
+    float_inputs = True
 
-    def __init__(self, layer: RNN, merge_mode: str | None = "concat",
+    def __init__(self, layer: RNN, merge_mode: str | None = "concat", weights=None,
                  backward_layer: RNN | None = None, **kwargs: Any):
         super().__init__(**kwargs)
         if merge_mode not in MERGE_MODES:
             raise ConfigError(f"{self.name}: merge_mode must be one of {MERGE_MODES}, "
                               f"got {merge_mode!r}")
         self.merge_mode = merge_mode
-        self.forward_layer = clone_layer(layer, f"forward_{layer.name}")
-        self.backward_layer = backward_layer if backward_layer is not None else clone_layer(
-            layer, f"backward_{layer.name}", go_backwards=not layer.go_backwards)
-        if self.backward_layer.return_sequences != layer.return_sequences:
-            raise ConfigError(f"{self.name}: forward and backward layers must agree on "
-                              "return_sequences")
+        self.forward_layer = clone_layer(layer, f"forward_{layer.name.removeprefix('forward_')}")
+        if backward_layer is None:
+            self.backward_layer = clone_layer(
+                layer, f"backward_{layer.name.removeprefix('backward_')}",
+                go_backwards=not layer.go_backwards)
+        else:
+            if not isinstance(backward_layer, RNN):
+                raise ConfigError(f"{self.name}: backward_layer must be a recurrent layer, got "
+                                  f"{type(backward_layer).__name__}")
+            self.backward_layer = backward_layer
+            if hasattr(layer, "use_cudnn"):
+                backward_layer.use_cudnn = layer.use_cudnn
+        self._verify_layers()
+        for sub in (self.forward_layer, self.backward_layer):
+            sub.zero_output_for_mask = sub.return_sequences  # Keras forces this too
+        self.initial_weights = None if weights is None else [np.asarray(w) for w in weights]
+        self.stateful = layer.stateful
         self.return_sequences = layer.return_sequences
         self.return_state = layer.return_state
+
+    def _verify_layers(self) -> None:
+        f, b = self.forward_layer, self.backward_layer
+        if f.go_backwards == b.go_backwards:
+            raise ConfigError(f"{self.name}: the forward and backward layers must differ in "
+                              f"go_backwards; both have go_backwards={f.go_backwards}")
+        for attr in ("stateful", "return_sequences", "return_state"):
+            if getattr(f, attr) != getattr(b, attr):
+                raise ConfigError(f"{self.name}: forward and backward layers must agree on {attr}: "
+                                  f"{getattr(f, attr)} and {getattr(b, attr)}")
 
     def build(self, input_shape) -> None:
         self.forward_layer.ensure_built(input_shape)
         self.backward_layer.ensure_built(input_shape)
+        if self.initial_weights is not None:
+            self.set_weights(self.initial_weights)
+            self.initial_weights = None
 
     def merge(self, fwd: Tensor, bwd: Tensor):
         if self.merge_mode == "concat":
@@ -157,12 +195,13 @@ class Bidirectional(Layer):
 
     def compute_output_shape(self, input_shape):
         shape = self.forward_layer.compute_output_shape(input_shape)
-        out = shape[0] if self.return_state else shape
+        out, states = (shape[0], shape[1:]) if self.return_state else (shape, [])
         if self.merge_mode == "concat":
             out = (*out[:-1], out[-1] * 2)
+        heads = [out, out] if self.merge_mode is None else [out]
         if not self.return_state:
-            return out
-        return [out, *shape[1:], *shape[1:]]
+            return heads if self.merge_mode is None else out
+        return [*heads, *states, *states]
 
     def get_weights(self):
         return self.forward_layer.get_weights() + self.backward_layer.get_weights()
@@ -172,9 +211,13 @@ class Bidirectional(Layer):
         self.forward_layer.set_weights(weights[:n])
         self.backward_layer.set_weights(weights[n:])
 
+    def reset_state(self) -> None:
+        self.forward_layer.reset_state()
+        self.backward_layer.reset_state()
+
     def reset_states(self) -> None:
-        self.forward_layer.reset_states()
-        self.backward_layer.reset_states()
+        """Keras 2's name for ``reset_state``."""
+        self.reset_state()
 
 
 class Stacked(Layer):
@@ -186,6 +229,7 @@ class Stacked(Layer):
 
     supports_masking = True
     input_rank = 3
+    float_inputs = True
 
     def __init__(self, layers, depth: int | None = None, **kwargs: Any):
         super().__init__(**kwargs)
@@ -239,6 +283,8 @@ class Stacked(Layer):
             return None
         ys, finals = together.outputs, together.states
         out = ys if last.return_sequences else finals[-1][0]  # (B, T, H) or (B, H)
+        if last.return_sequences and mask is not None and not last.zero_output_for_mask:
+            out = hold_masked(out, mask, reverse=False)  # packed steps past the end are zeros
         return [out, *finals[-1]] if last.return_state else out
 
     def compute_mask(self, x: Tensor, mask: Tensor | None) -> Tensor | None:
@@ -279,6 +325,7 @@ class DilatedRNN(Layer):
 
     supports_masking = True
     input_rank = 3
+    float_inputs = True
 
     def __init__(self, layer_or_units, dilations=None, num_layers: int | None = None,
                  base: int = 2, l0: int = 0, final_conv: bool = False,
@@ -295,7 +342,7 @@ class DilatedRNN(Layer):
                     else layer_or_units)
         self.levels = nn.ModuleList(
             clone_layer(template, f"{self.name}_level{i}", dilation=d, return_sequences=True,
-                        return_state=False)
+                        return_state=False, zero_output_for_mask=True)
             for i, d in enumerate(self.dilations))
         self.final_conv = bool(final_conv)
         self.return_sequences = bool(return_sequences)

@@ -13,7 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import ConfigError, NotBuiltError, ShapeError
-from ..layers.base import auto_name, top_layers
+from ..layers.base import auto_name, top_layers, training_mode
 from ..training import callbacks as _callbacks
 from ..training import losses as _losses
 from ..training import metrics as _metrics
@@ -39,6 +39,7 @@ class Model(nn.Module):
 
     def __init__(self, name: str | None = None):
         super().__init__()
+        self.training = False  # as its layers: a call is inference unless training=True
         self.name = name or auto_name(type(self).__name__)
         self.built = False
         self.optimizer: _optimizers.Optimizer | None = None
@@ -52,6 +53,14 @@ class Model(nn.Module):
         self.distribute_strategy = None  # set by fit: None, or the DDP strategy it runs under
 
     # -- forward -------------------------------------------------------------------------------
+    def __call__(self, *args, training: bool | None = None, **kwargs):
+        """Keras's ``model(x, training=...)``: the layers run in training (or inference) mode
+        for this call; without it, the module's mode (eval until ``train()``; fit trains)."""
+        if training is None or bool(training) == self.training:
+            return super().__call__(*args, **kwargs)
+        with training_mode(self, bool(training)):
+            return super().__call__(*args, **kwargs)
+
     def call_with_mask(self, x: Tensor, targets: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
         """The output and its mask (None when nothing is masked): the loss ignores masked steps.
 

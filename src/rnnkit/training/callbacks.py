@@ -19,7 +19,8 @@ import sys
 import time
 import warnings
 
-from ..errors import ConfigError, NonFiniteError
+from .. import optional
+from ..errors import ConfigError, MissingDependencyError, NonFiniteError
 
 
 class Callback:
@@ -521,8 +522,9 @@ class TensorBoard(Callback):
         try:
             module = importlib.import_module("torch.utils.tensorboard")
         except ImportError:
-            raise ConfigError("TensorBoard callback needs the tensorboard package: "
-                              "pip install tensorboard") from None
+            raise MissingDependencyError(
+                "the TensorBoard callback needs the optional package 'tensorboard', which is "
+                f"not installed: {optional.install_hint('tensorboard')}") from None
         self.log_dir = str(log_dir)
         self.writer_class = module.SummaryWriter
         self.writers: dict = {}

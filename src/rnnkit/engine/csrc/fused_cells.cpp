@@ -14,8 +14,11 @@
 //                     the previous one) and outputs zero. Python compacts non-prefix masks when
 //                     K > 1 first, so reading h_{t-l} from slot L+t-l is exact.
 //   rm   (B, K·H)     the recurrent mask multiplying the lagged states
-// Per step: one GEMM for the recurrent term (out= into preallocated buffers), the activations as
-// one vectorized ATen call per gate block, everything else in plain loops over rows.
+// Per step: one GEMM for the recurrent term, called straight into BLAS on raw pointers (no ATen
+// dispatch, no tensor views: at small B and H those cost more than the product), and the gate math
+// of the standard cells (SimpleRNN, LSTM without peepholes, GRU with reset_after) in one loop over
+// each row, with activations the compiler vectorises (fast_exp below); the other families still
+// take one ATen call per gate block for their activations.
 // Only what backward needs is kept: gate activations and states. Derivatives come from the
 // activation outputs (tanh' = 1 - a², σ' = a (1 - a), relu' = [a > 0]), so no pre-activations.
 // Backward keeps the gradient of the lag history in a ring of L+1 slots of (B, H), and forms the
@@ -31,7 +34,9 @@
 #include <torch/library.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <optional>
 #include <tuple>
 #include <type_traits>
@@ -40,6 +45,17 @@
 #if defined(__linux__)
 #include <sys/mman.h>
 #endif
+
+// The Fortran BLAS that torch links (MKL, OpenBLAS, ...) exports these; weak, so that a build
+// without them still loads and the GEMMs go through ATen instead.
+extern "C" {
+void sgemm_(const char* transa, const char* transb, const int* m, const int* n, const int* k,
+            const float* alpha, const float* a, const int* lda, const float* b, const int* ldb,
+            const float* beta, float* c, const int* ldc) __attribute__((weak));
+void dgemm_(const char* transa, const char* transb, const int* m, const int* n, const int* k,
+            const double* alpha, const double* a, const int* lda, const double* b, const int* ldb,
+            const double* beta, double* c, const int* ldc) __attribute__((weak));
+}
 
 namespace {
 
@@ -80,6 +96,97 @@ template <typename T>
 void activate_out(Tensor& out, const Tensor& in, int64_t act) {
   out.copy_(in);
   activate_<T>(out, act);
+}
+
+// C (m, n) <- beta C + A (m, k) · op(W), all row-major with row strides lda, ldw, ldc (unit column
+// stride); op(W) = Wᵀ for W (n, k) when w_t, else W (k, n). beta is 0 or 1. Column-major BLAS sees
+// the transposes: Cᵀ = op(W)ᵀ Aᵀ.
+template <typename T>
+void gemm(int64_t m, int64_t n, int64_t k, const T* a, int64_t lda, const T* w, int64_t ldw, bool w_t,
+          T beta, T* c, int64_t ldc) {
+  if (m == 0 || n == 0) return;
+  if (k == 0) {
+    for (int64_t i = 0; i < m; ++i) {
+      if (beta == T(0)) std::fill_n(c + i * ldc, n, T(0));
+    }
+    return;
+  }
+  constexpr bool is_float = std::is_same_v<T, float>;
+  const bool blas = is_float ? sgemm_ != nullptr : dgemm_ != nullptr;
+  if (blas) {
+    const char ta = w_t ? 'T' : 'N', tb = 'N';
+    const int mm = static_cast<int>(n), nn = static_cast<int>(m), kk = static_cast<int>(k);
+    const int la = static_cast<int>(ldw), lb = static_cast<int>(lda), lc = static_cast<int>(ldc);
+    const T one = T(1);
+    if constexpr (is_float) {
+      sgemm_(&ta, &tb, &mm, &nn, &kk, &one, w, &la, a, &lb, &beta, c, &lc);
+    } else {
+      dgemm_(&ta, &tb, &mm, &nn, &kk, &one, w, &la, a, &lb, &beta, c, &lc);
+    }
+    return;
+  }
+  const auto opts = at::TensorOptions().dtype(c10::CppTypeToScalarType<T>::value);
+  const Tensor at_a = at::from_blob(const_cast<T*>(a), {m, k}, {lda, 1}, opts);
+  const Tensor at_w = w_t ? at::from_blob(const_cast<T*>(w), {n, k}, {ldw, 1}, opts).t()
+                          : at::from_blob(const_cast<T*>(w), {k, n}, {ldw, 1}, opts);
+  Tensor at_c = at::from_blob(c, {m, n}, {ldc, 1}, opts);
+  if (beta == T(0)) {
+    at::mm_out(at_c, at_a, at_w);
+  } else {
+    at_c.addmm_(at_a, at_w);
+  }
+}
+
+// e^x for float in plain arithmetic (Cephes' expf: x = n ln2 + r, a degree-5 polynomial in r,
+// 2^n from the exponent bits), so that loops calling it vectorise; relative error < 1e-7 on
+// [-87, 88], where it clamps. double keeps the library's exp.
+// Always inlined: a call in the gate loops would stop them from vectorising.
+#define RNNKIT_INLINE inline __attribute__((always_inline))
+
+RNNKIT_INLINE float fast_exp(float x) {
+  x = std::min(std::max(x, -87.0f), 88.0f);
+  constexpr float kRound = 12582912.0f;  // 1.5 · 2^23: adding it rounds to the nearest integer
+  const float n = (x * 1.44269504088896341f + kRound) - kRound;
+  float r = x - n * 0.693359375f;
+  r = r - n * -2.12194440e-4f;
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  p = p * r * r + r + 1.0f;
+  const int32_t bits = (static_cast<int32_t>(n) + 127) << 23;
+  float scale;
+  std::memcpy(&scale, &bits, sizeof scale);
+  return p * scale;
+}
+RNNKIT_INLINE double fast_exp(double x) { return std::exp(x); }
+
+template <typename T>
+RNNKIT_INLINE T sigmoid(T x) {
+  return T(1) / (T(1) + fast_exp(-x));
+}
+
+// tanh(x) = 2 σ(2x) - 1 (absolute error ~1 ulp of 1: the tolerance the tests hold is 1e-5 in float32)
+template <typename T>
+RNNKIT_INLINE T tanh_(T x) {
+  if constexpr (std::is_same_v<T, double>) {
+    return std::tanh(x);
+  } else {
+    return T(2) * sigmoid(T(2) * x) - T(1);
+  }
+}
+
+// act(z) for one number; with a Fixed code the switch folds away and loops vectorise
+template <typename T, typename A>
+RNNKIT_INLINE T act_of(T z, A act) {
+  switch (static_cast<int64_t>(act)) {
+    case kTanh: return tanh_(z);
+    case kSigmoid: return sigmoid(z);
+    case kRelu: return z > T(0) ? z : T(0);
+    default: return z;
+  }
 }
 
 // act'(z) from a = act(z)
@@ -234,6 +341,15 @@ Tensor lag_input(const Tensor& hbuf, int64_t t, const Lags& lags, const Tensor& 
   return buf;
 }
 
+// h_lags of step t as a row pointer and row stride: the history slot itself, or gathered into buf
+template <typename T>
+std::pair<const T*, int64_t> lag_rows(const Tensor& hbuf, int64_t t, const Lags& lags, const Tensor& rm,
+                                      Tensor& buf) {
+  if (lags.plain) return {ptr<T>(hbuf) + (lags.max + t - 1) * hbuf.stride(0), hbuf.stride(1)};
+  gather_lags<T>(hbuf, t, lags, rm, buf);
+  return {ptr<T>(buf), buf.stride(0)};
+}
+
 // h_lags for every t (T, B, K·H), for the weight gradients
 template <typename T>
 Tensor all_lags(const Tensor& hbuf, int64_t steps, const Lags& lags, const Tensor& rm) {
@@ -281,21 +397,22 @@ void lag_weight_grad_out(Tensor dw, const Tensor& dz, const Tensor& hbuf, int64_
 template <typename T>
 struct Ring {
   Tensor buf;
+  T* base;  // buf's data, read once: row() runs per row and step, where data_ptr's checks add up
   int64_t lmax, batch, hid;
 
   Ring(const Tensor& dh_last, int64_t steps, int64_t lmax_)
       : buf(at::zeros({lmax_ + 1, dh_last.size(0), dh_last.size(1)}, dh_last.options())),
-        lmax(lmax_), batch(dh_last.size(0)), hid(dh_last.size(1)) {
+        base(buf.data_ptr<T>()), lmax(lmax_), batch(dh_last.size(0)), hid(dh_last.size(1)) {
     slot(steps - 1).copy_(dh_last);
   }
   int64_t index(int64_t s) const { return (s + lmax + 1) % (lmax + 1); }
   Tensor slot(int64_t s) { return buf.select(0, index(s)); }
-  T* row(int64_t s, int64_t b) { return ptr<T>(buf) + (index(s) * batch + b) * hid; }
+  T* row(int64_t s, int64_t b) { return base + (index(s) * batch + b) * hid; }
 
-  // Start step t: add the output gradient of its real rows; returns dL/dh_t.
+  // Start step t: add the output gradient of its real rows to dL/dh_t.
   // dys (T, B, H) is read through its strides: the gradient of a sum is an expanded scalar, and a
   // contiguous copy would cost T·B·H numbers.
-  Tensor open(int64_t t, const Tensor& dys, const T* m, int64_t ms) {
+  void open(int64_t t, const Tensor& dys, const T* m, int64_t ms) {
     const int64_t sb = dys.stride(1), sj = dys.stride(2);
     const T* dy = ptr<T>(dys) + t * dys.stride(0);
     for_rows(batch, hid, [&](int64_t b) {
@@ -303,7 +420,6 @@ struct Ring {
       T* g = row(t, b);
       for (int64_t j = 0; j < hid; ++j) g[j] += dy[b * sb + j * sj];
     });
-    return slot(t);
   }
 
   // A masked row passes its whole gradient to h_{t-1} (the state it carried).
@@ -314,13 +430,15 @@ struct Ring {
   }
 
   // Backprop dz (B, N) through z = h_lags @ Wᵀ into the history; dhl (B, K·H) is scratch.
+  // dz (B, N) has unit column stride; w (N, K·H) is contiguous.
   void recurrent(int64_t t, const Tensor& dz, const Tensor& w, const Lags& lags, const Tensor& rm,
                  Tensor& dhl) {
+    const int64_t n = w.size(0), kh = w.size(1);
     if (lags.plain) {
-      slot(t - 1).addmm_(dz, w);
+      gemm<T>(batch, kh, n, ptr<T>(dz), dz.stride(0), ptr<T>(w), kh, false, T(1), row(t - 1, 0), hid);
       return;
     }
-    at::mm_out(dhl, dz, w);
+    gemm<T>(batch, kh, n, ptr<T>(dz), dz.stride(0), ptr<T>(w), kh, false, T(0), ptr<T>(dhl), kh);
     spread(t, dhl, lags, rm);
   }
 
@@ -340,26 +458,34 @@ struct Ring {
   }
 
   // Step t is done: its slot becomes that of time t-L-1, which starts at zero.
-  void close(int64_t t) { slot(t).zero_(); }
+  void close(int64_t t) { std::fill_n(row(t, 0), batch * hid, T(0)); }
 
   // dL/dh0: every lag slot of the initial history reads h0.
   Tensor initial() { return buf.sum(0); }
 };
 
 // -- SimpleRNN: h_t = act(xw_t + h_lags Wᵀ) -------------------------------------------------------
-template <typename T>
+template <typename T, typename A>
 void simple_forward_loop(const Tensor& xw, const Tensor& w, const Tensor& m, const Tensor& rm,
-                         const Lags& lags, int64_t act, const Tensor& hbuf) {
-  const int64_t steps = xw.size(0), batch = xw.size(1), hid = hbuf.size(2);
-  Tensor hl = lags.plain ? Tensor() : at::empty({batch, hid * (int64_t)lags.l.size()}, xw.options());
-  const Tensor wt = w.t();
+                         const Lags& lags, A act, const Tensor& hbuf) {
+  const int64_t steps = xw.size(0), batch = xw.size(1), hid = hbuf.size(2), kh = w.size(1);
+  Tensor hl = lags.plain ? Tensor() : at::empty({batch, kh}, xw.options());
   const T* mp = ptr<T>(m);
-  const int64_t ms = stride0(m);
+  const int64_t ms = stride0(m), hs = hbuf.stride(0);
   for (int64_t t = 0; t < steps; ++t) {
-    Tensor h = hbuf.select(0, lags.max + t);
-    at::addmm_out(h, xw.select(0, t), lag_input<T>(hbuf, t, lags, rm, hl), wt);
-    activate_<T>(h, act);
-    carry_masked<T>(hbuf, lags.max + t, mp, ms, t);
+    T* h = ptr<T>(hbuf) + (lags.max + t) * hs;
+    const T* x = ptr<T>(xw) + t * xw.stride(0);
+    const auto [hlp, ldh] = lag_rows<T>(hbuf, t, lags, rm, hl);
+    gemm<T>(batch, hid, kh, hlp, ldh, ptr<T>(w), kh, true, T(0), h, hid);
+    for_rows(batch, hid, [&](int64_t b) {
+      T* hb = h + b * hid;
+      if (!real(mp, ms, t, b)) {
+        std::copy_n(hb - hs, hid, hb);  // a masked step carries h_{t-1}
+        return;
+      }
+      const T* xb = x + b * hid;
+      for (int64_t j = 0; j < hid; ++j) hb[j] = act_of(hb[j] + xb[j], act);
+    });
   }
 }
 
@@ -367,9 +493,11 @@ template <typename T>
 Tensor simple_forward_impl(const Tensor& xw, const Tensor& h0, const Tensor& w, const Tensor& m,
                            const Tensor& rm, const Lags& lags, int64_t act, bool split) {
   Tensor hbuf = history(h0, xw.size(0), lags.max);
-  over_batch(xw.size(1), split, [&](int64_t b0, int64_t n) {
-    simple_forward_loop<T>(rows_of(xw, 1, b0, n), w, rows_of(m, 1, b0, n), rows_of(rm, 0, b0, n), lags,
-                           act, rows_of(hbuf, 1, b0, n));
+  with_acts(act, kSigmoid, [&](auto a, auto) {
+    over_batch(xw.size(1), split, [&](int64_t b0, int64_t n) {
+      simple_forward_loop<T>(rows_of(xw, 1, b0, n), w, rows_of(m, 1, b0, n), rows_of(rm, 0, b0, n),
+                             lags, a, rows_of(hbuf, 1, b0, n));
+    });
   });
   return hbuf;
 }
@@ -460,7 +588,8 @@ void peep_(Tensor z, int64_t col, const Tensor& c, const Tensor& weight, int64_t
   }
 }
 
-// a (T, B, G·H) holds the projected inputs on entry and the gate activations on return.
+// With peepholes, whose products sit between the gates: a (T, B, G·H) holds the projected inputs on
+// entry and the gate activations on return.
 template <typename T>
 void lstm_forward_loop(const Tensor& a, const Tensor& w, const Tensor& pp, const Tensor& po,
                        const Tensor& m, const Tensor& rm, const Lags& lags, const LSTMConfig& cfg,
@@ -508,6 +637,77 @@ void lstm_forward_loop(const Tensor& a, const Tensor& w, const Tensor& pp, const
   }
 }
 
+// x[j] <- act(x[j]) for j < n. The loops below take restrict pointers to distinct gate blocks, so
+// the compiler vectorises them (activations included: fast_exp).
+template <typename T, typename A>
+inline void act_rows(T* __restrict x, int64_t n, A act) {
+  for (int64_t j = 0; j < n; ++j) x[j] = act_of(x[j], act);
+}
+
+// c = f c_prev + i g, h = o act(c) for one row
+template <typename T, typename A>
+inline void lstm_cell_row(const T* __restrict i, const T* __restrict f, const T* __restrict g,
+                          const T* __restrict o, const T* __restrict c_prev, T* __restrict c,
+                          T* __restrict h, int64_t n, A act) {
+  for (int64_t j = 0; j < n; ++j) {
+    const T cj = f[j] * c_prev[j] + i[j] * g[j];
+    c[j] = cj;
+    h[j] = o[j] * act_of(cj, act);
+  }
+}
+
+// c = f c_prev + (1 - f) g, h = o act(c) for one row
+template <typename T, typename A>
+inline void coupled_cell_row(const T* __restrict f, const T* __restrict g, const T* __restrict o,
+                             const T* __restrict c_prev, T* __restrict c, T* __restrict h, int64_t n,
+                             A act) {
+  for (int64_t j = 0; j < n; ++j) {
+    const T cj = f[j] * c_prev[j] + (T(1) - f[j]) * g[j];
+    c[j] = cj;
+    h[j] = o[j] * act_of(cj, act);
+  }
+}
+
+// Without peepholes: per step one GEMM onto a (which holds xw) and one pass over each row that
+// activates the gates in place and writes c_t and h_t. Masked rows still get finite gates (backward
+// multiplies them by zero) and carry c and h.
+template <typename T, typename A, typename R>
+void lstm_forward_fused(const Tensor& a, const Tensor& w, const Tensor& m, const Tensor& rm,
+                        const Lags& lags, const LSTMConfig& cfg, A act, R ract, const Tensor& hbuf,
+                        const Tensor& cbuf) {
+  const int64_t steps = a.size(0), batch = a.size(1), gh = a.size(2), hid = cfg.hid, kh = w.size(1);
+  Tensor hl = lags.plain ? Tensor() : at::empty({batch, kh}, a.options());
+  const T* mp = ptr<T>(m);
+  const int64_t ms = stride0(m), hs = hbuf.stride(0), cs = cbuf.stride(0), as = a.stride(0);
+  const bool coupled = cfg.coupled;
+  for (int64_t t = 0; t < steps; ++t) {
+    T* at_ = ptr<T>(a) + t * as;
+    const auto [hlp, ldh] = lag_rows<T>(hbuf, t, lags, rm, hl);
+    gemm<T>(batch, gh, kh, hlp, ldh, ptr<T>(w), kh, true, T(1), at_, gh);
+    T* hp = ptr<T>(hbuf) + (lags.max + t) * hs;
+    T* cn = ptr<T>(cbuf) + (t + 1) * cs;
+    for_rows(batch, gh, [&](int64_t b) {
+      T* ab = at_ + b * gh;
+      const T* cb = cn - cs + b * hid;
+      T* nb = cn + b * hid;
+      T* hb = hp + b * hid;
+      const int64_t ci = coupled ? hid : 2 * hid, oi = ci + hid;  // first columns of g and o
+      act_rows(ab, ci, ract);
+      act_rows(ab + ci, hid, act);
+      act_rows(ab + oi, hid, ract);
+      if (coupled) {  // gates f, g, o: c = f c_prev + (1 - f) g
+        coupled_cell_row(ab, ab + ci, ab + oi, cb, nb, hb, hid, act);
+      } else {  // gates i, f, g, o: c = f c_prev + i g
+        lstm_cell_row(ab, ab + hid, ab + ci, ab + oi, cb, nb, hb, hid, act);
+      }
+      if (!real(mp, ms, t, b)) {  // a masked step carries c and h
+        std::copy_n(cb, hid, nb);
+        std::copy_n(hb - hs, hid, hb);
+      }
+    });
+  }
+}
+
 // The gate activations overwrite xw in place (no second (T, B, G·H) buffer); -> hbuf, cbuf
 template <typename T>
 std::tuple<Tensor, Tensor> lstm_forward_impl(
@@ -516,6 +716,15 @@ std::tuple<Tensor, Tensor> lstm_forward_impl(
     bool split) {
   const int64_t steps = xw.size(0);
   Tensor hbuf = history(h0, steps, lags.max), cbuf = history(c0, steps, 1);
+  if (!cfg.peephole) {
+    with_acts(cfg.act, cfg.ract, [&](auto act, auto ract) {
+      over_batch(xw.size(1), split, [&](int64_t b0, int64_t n) {
+        lstm_forward_fused<T>(rows_of(xw, 1, b0, n), w, rows_of(m, 1, b0, n), rows_of(rm, 0, b0, n),
+                              lags, cfg, act, ract, rows_of(hbuf, 1, b0, n), rows_of(cbuf, 1, b0, n));
+      });
+    });
+    return {hbuf, cbuf};
+  }
   over_batch(xw.size(1), split, [&](int64_t b0, int64_t n) {
     lstm_forward_loop<T>(rows_of(xw, 1, b0, n), w, pp, po, rows_of(m, 1, b0, n), rows_of(rm, 0, b0, n),
                          lags, cfg, rows_of(hbuf, 1, b0, n), rows_of(cbuf, 1, b0, n));
@@ -551,6 +760,41 @@ Tensor peep_grad(const Tensor& dz, int64_t col, const Tensor& c, const Tensor& w
   return peep_diag_grad<T>(dz, col, c, weight.size(0));
 }
 
+// One row of the LSTM backward without peepholes, gates i, f, g, o and c_{t-1}, c_t of step t:
+// from dh = dL/dh_t and dc = dL/dc_t (from step t+1; becomes dL/dc_{t-1}) writes the gradients of
+// the gates' pre-activations.
+template <typename T, typename A, typename R>
+inline void lstm_back_row(const T* __restrict i, const T* __restrict f, const T* __restrict g,
+                          const T* __restrict o, const T* __restrict c_prev, const T* __restrict c,
+                          const T* __restrict dh, T* __restrict dc, T* __restrict di, T* __restrict df,
+                          T* __restrict dg, T* __restrict d_o, int64_t n, A act, R ract) {
+  for (int64_t j = 0; j < n; ++j) {
+    const T tc = act_of(c[j], act);  // act(c_t), recomputed rather than stored
+    d_o[j] = dh[j] * tc * deriv(o[j], ract);
+    const T dcj = dc[j] + dh[j] * o[j] * deriv(tc, act);
+    di[j] = dcj * g[j] * deriv(i[j], ract);
+    df[j] = dcj * c_prev[j] * deriv(f[j], ract);
+    dg[j] = dcj * i[j] * deriv(g[j], act);
+    dc[j] = dcj * f[j];
+  }
+}
+
+// The same for the coupled gate, gates f, g, o: c_t = f c_{t-1} + (1 - f) g.
+template <typename T, typename A, typename R>
+inline void coupled_back_row(const T* __restrict f, const T* __restrict g, const T* __restrict o,
+                             const T* __restrict c_prev, const T* __restrict c,
+                             const T* __restrict dh, T* __restrict dc, T* __restrict df,
+                             T* __restrict dg, T* __restrict d_o, int64_t n, A act, R ract) {
+  for (int64_t j = 0; j < n; ++j) {
+    const T tc = act_of(c[j], act);
+    d_o[j] = dh[j] * tc * deriv(o[j], ract);
+    const T dcj = dc[j] + dh[j] * o[j] * deriv(tc, act);
+    df[j] = dcj * (c_prev[j] - g[j]) * deriv(f[j], ract);
+    dg[j] = dcj * (T(1) - f[j]) * deriv(g[j], act);
+    dc[j] = dcj * f[j];
+  }
+}
+
 // The time loop of one chunk of rows: fills dz, returns dL/dh0 and dL/dc0.
 template <typename T, typename A, typename R>
 std::tuple<Tensor, Tensor> lstm_backward_loop(
@@ -571,13 +815,36 @@ std::tuple<Tensor, Tensor> lstm_backward_loop(
   T* dcp = ptr<T>(dc);
   for (int64_t t = steps - 1; t >= 0; --t) {
     ring.open(t, dys, mp, ms);
-    activate_out<T>(tc, cbuf.select(0, t + 1), cfg.act);
     Tensor dzt = dz.select(0, t);
     const T* ab0 = ptr<T>(a) + t * a.stride(0);
     const T* cprev = ptr<T>(cbuf) + t * cbuf.stride(0);
-    const T* tcp = ptr<T>(tc);
+    const T* cnow = cprev + cbuf.stride(0);
+    T* tcp = ptr<T>(tc);
     T* dz0 = ptr<T>(dzt);
-    // the output gate, and the masked rows (all of their gradient goes to the carried state)
+    if (!cfg.peephole) {  // one pass over each row
+      for_rows(batch, gh, [&](int64_t b) {
+        T* d = dz0 + b * gh;
+        if (!real(mp, ms, t, b)) {  // all of its gradient goes to the carried state
+          ring.carry(t, b);
+          std::fill_n(d, gh, T(0));
+          return;
+        }
+        const T* ab = ab0 + b * gh;
+        const T *cb = cprev + b * hid, *cn = cnow + b * hid, *g = ring.row(t, b);
+        if (cfg.coupled) {
+          coupled_back_row(ab, ab + ci, ab + oi, cb, cn, g, dcp + b * hid, d, d + ci, d + oi, hid, act,
+                           ract);
+        } else {
+          lstm_back_row(ab, ab + hid, ab + ci, ab + oi, cb, cn, g, dcp + b * hid, d, d + hid, d + ci,
+                        d + oi, hid, act, ract);
+        }
+      });
+      ring.recurrent(t, dzt, w, lags, rm, dhl);
+      ring.close(t);
+      continue;
+    }
+    // with peepholes: the output gate, and the masked rows (all of their gradient goes to the
+    // carried state)
     for_rows(batch, gh, [&](int64_t b) {
       T* d = dz0 + b * gh;
       if (!real(mp, ms, t, b)) {
@@ -587,8 +854,11 @@ std::tuple<Tensor, Tensor> lstm_backward_loop(
       }
       const T* g = ring.row(t, b);
       const T* ab = ab0 + b * gh;
+      const T* cb = cnow + b * hid;
+      T* tb = tcp + b * hid;
       for (int64_t j = 0; j < hid; ++j) {
-        d[oi + j] = g[j] * tcp[b * hid + j] * deriv(ab[oi + j], ract);
+        tb[j] = act_of(cb[j], act);  // act(c_t), recomputed rather than stored
+        d[oi + j] = g[j] * tb[j] * deriv(ab[oi + j], ract);
       }
     });
     if (cfg.peephole == 1) at::mm_out(dco, dzt.narrow(1, oi, hid), po);
@@ -673,43 +943,98 @@ void interpolate(T* h, const T* h_prev, const T* za, int64_t zw, int64_t zc, con
   });
 }
 
-template <typename T>
+// One row of a GRU step (reset after the matmul) from x = xw_t, rec = h_lags Wᵀ and b = b_hh, each
+// [r, z, n] wide: writes a = [r, z, n], ghn = rec_n + b_n and h_t.
+template <typename T, typename A, typename R>
+inline void gru_row(const T* __restrict x, const T* __restrict rec, const T* __restrict b,
+                    const T* __restrict h_prev, T* __restrict a, T* __restrict ghn, T* __restrict h,
+                    int64_t hid, A act, R ract) {
+  for (int64_t j = 0; j < hid; ++j) {
+    const T r = act_of(x[j] + rec[j] + b[j], ract);
+    const T z = act_of(x[hid + j] + rec[hid + j] + b[hid + j], ract);
+    const T rn = rec[2 * hid + j] + b[2 * hid + j];
+    const T n = act_of(x[2 * hid + j] + r * rn, act);
+    a[j] = r;
+    a[hid + j] = z;
+    a[2 * hid + j] = n;
+    ghn[j] = rn;
+    h[j] = n + z * (h_prev[j] - n);
+  }
+}
+
+// Inference rows: z holds x_t W_ihᵀ (+ h W_hhᵀ for SimpleRNN and LSTM), b the input bias; the state
+// h (and c) is updated in place and h_t also written to y.
+template <typename T, typename A>
+inline void simple_infer_row(const T* __restrict z, const T* __restrict b, T* __restrict h,
+                             T* __restrict y, int64_t hid, A act) {
+  for (int64_t j = 0; j < hid; ++j) {
+    const T v = act_of(z[j] + b[j], act);
+    h[j] = v;
+    y[j] = v;
+  }
+}
+
+template <typename T, typename A, typename R>
+inline void lstm_infer_row(const T* __restrict z, const T* __restrict b, T* __restrict c,
+                           T* __restrict h, T* __restrict y, int64_t hid, A act, R ract) {
+  for (int64_t j = 0; j < hid; ++j) {
+    const T i = act_of(z[j] + b[j], ract), f = act_of(z[hid + j] + b[hid + j], ract);
+    const T g = act_of(z[2 * hid + j] + b[2 * hid + j], act);
+    const T o = act_of(z[3 * hid + j] + b[3 * hid + j], ract);
+    const T cj = f * c[j] + i * g;
+    c[j] = cj;
+    const T v = o * act_of(cj, act);
+    h[j] = v;
+    y[j] = v;
+  }
+}
+
+// GRU, reset after the matmul: rec = h W_hhᵀ, bh = b_hh
+template <typename T, typename A, typename R>
+inline void gru_infer_row(const T* __restrict z, const T* __restrict b, const T* __restrict rec,
+                          const T* __restrict bh, T* __restrict h, T* __restrict y, int64_t hid, A act,
+                          R ract) {
+  for (int64_t j = 0; j < hid; ++j) {
+    const T r = act_of(z[j] + b[j] + rec[j] + bh[j], ract);
+    const T u = act_of(z[hid + j] + b[hid + j] + rec[hid + j] + bh[hid + j], ract);
+    const T n = act_of(z[2 * hid + j] + b[2 * hid + j] + r * (rec[2 * hid + j] + bh[2 * hid + j]), act);
+    const T v = n + u * (h[j] - n);
+    h[j] = v;
+    y[j] = v;
+  }
+}
+
+// Per step one GEMM into rec (B, 3H) and one pass over each row for the gates, n and h_t.
+template <typename T, typename A, typename R>
 void gru_after_forward_loop(const Tensor& xw, const Tensor& w, const Tensor& bias, const Tensor& m,
-                            const Tensor& rm, const Lags& lags, int64_t act, int64_t ract,
-                            const Tensor& a, const Tensor& ghn, const Tensor& hbuf) {
+                            const Tensor& rm, const Lags& lags, A act, R ract, const Tensor& a,
+                            const Tensor& ghn, const Tensor& hbuf) {
   const int64_t steps = xw.size(0), batch = xw.size(1), hid = hbuf.size(2), gh = 3 * hid;
-  Tensor rec = at::empty({batch, gh}, xw.options());  // h_lags Wᵀ + b_hh of one step
-  Tensor hl = lags.plain ? Tensor() : at::empty({batch, hid * (int64_t)lags.l.size()}, xw.options());
-  const Tensor wt = w.t();
+  const int64_t kh = w.size(1);
+  Tensor rec = at::empty({batch, gh}, xw.options());  // h_lags Wᵀ of one step
+  Tensor hl = lags.plain ? Tensor() : at::empty({batch, kh}, xw.options());
+  const Tensor b_hh = bias.defined() ? bias : at::zeros({gh}, xw.options());  // no branch per number
+  const T* bp = ptr<T>(b_hh);
   const T* mp = ptr<T>(m);
-  const int64_t ms = stride0(m);
+  const int64_t ms = stride0(m), hs = hbuf.stride(0);
+  T* rp = ptr<T>(rec);
   for (int64_t t = 0; t < steps; ++t) {
-    Tensor hlt = lag_input<T>(hbuf, t, lags, rm, hl);
-    if (bias.defined()) {
-      at::addmm_out(rec, bias, hlt, wt);
-    } else {
-      at::mm_out(rec, hlt, wt);
-    }
-    Tensor at_ = a.select(0, t);
-    T* ap = ptr<T>(at_);
+    const auto [hlp, ldh] = lag_rows<T>(hbuf, t, lags, rm, hl);
+    gemm<T>(batch, gh, kh, hlp, ldh, ptr<T>(w), kh, true, T(0), rp, gh);
+    T* ap = ptr<T>(a) + t * a.stride(0);
     const T* xp = ptr<T>(xw) + t * xw.stride(0);
-    const T* rp = ptr<T>(rec);
     T* np = ptr<T>(ghn) + t * ghn.stride(0);
+    T* h = ptr<T>(hbuf) + (lags.max + t) * hs;
     for_rows(batch, gh, [&](int64_t b) {
-      for (int64_t j = 0; j < 2 * hid; ++j) ap[b * gh + j] = xp[b * gh + j] + rp[b * gh + j];
+      T* ab = ap + b * gh;
+      const T* xb = xp + b * gh;
+      const T* rb = rp + b * gh;
+      const T* hp = h - hs + b * hid;
+      T* hb = h + b * hid;
+      T* nb = np + b * hid;
+      gru_row(xb, rb, bp, hp, ab, nb, hb, hid, act, ract);
+      if (!real(mp, ms, t, b)) std::copy_n(hp, hid, hb);  // a masked step carries h_{t-1}
     });
-    activate_<T>(at_.narrow(1, 0, 2 * hid), ract);
-    for_rows(batch, gh, [&](int64_t b) {
-      for (int64_t j = 0; j < hid; ++j) {
-        const T rn = rp[b * gh + 2 * hid + j];
-        np[b * hid + j] = rn;
-        ap[b * gh + 2 * hid + j] = xp[b * gh + 2 * hid + j] + ap[b * gh + j] * rn;
-      }
-    });
-    activate_<T>(at_.narrow(1, 2 * hid, hid), act);
-    T* h = ptr<T>(hbuf) + (lags.max + t) * hbuf.stride(0);
-    interpolate<T>(h, h - hbuf.stride(0), ap, gh, hid, ap, gh, 2 * hid, batch, hid);
-    carry_masked<T>(hbuf, lags.max + t, mp, ms, t);
   }
 }
 
@@ -720,12 +1045,36 @@ std::tuple<Tensor, Tensor, Tensor> gru_after_forward(
   const int64_t steps = xw.size(0), batch = xw.size(1), hid = h0.size(1);
   Tensor hbuf = history(h0, steps, lags.max);
   Tensor a = big_empty(xw.sizes(), xw.options()), ghn = big_empty({steps, batch, hid}, xw.options());
-  over_batch(batch, split, [&](int64_t b0, int64_t n) {
-    gru_after_forward_loop<T>(rows_of(xw, 1, b0, n), w, bias, rows_of(m, 1, b0, n),
-                              rows_of(rm, 0, b0, n), lags, act, ract, rows_of(a, 1, b0, n),
-                              rows_of(ghn, 1, b0, n), rows_of(hbuf, 1, b0, n));
+  with_acts(act, ract, [&](auto fa, auto fr) {
+    over_batch(batch, split, [&](int64_t b0, int64_t n) {
+      gru_after_forward_loop<T>(rows_of(xw, 1, b0, n), w, bias, rows_of(m, 1, b0, n),
+                                rows_of(rm, 0, b0, n), lags, fa, fr, rows_of(a, 1, b0, n),
+                                rows_of(ghn, 1, b0, n), rows_of(hbuf, 1, b0, n));
+    });
   });
   return {a, ghn, hbuf};
+}
+
+// One row of the GRU backward (reset after the matmul): from a = [r, z, n], ghn, h_{t-1} and
+// dh = dL/dh_t writes dx (the gradient of xw_t) and drec (of h_lags Wᵀ + b_hh), and adds the direct
+// part z dh to dh_prev.
+template <typename T, typename A, typename R>
+inline void gru_back_row(const T* __restrict a, const T* __restrict ghn, const T* __restrict h_prev,
+                         const T* __restrict dh, T* __restrict dh_prev, T* __restrict dx,
+                         T* __restrict drec, int64_t hid, A act, R ract) {
+  for (int64_t j = 0; j < hid; ++j) {
+    const T r = a[j], z = a[hid + j], n = a[2 * hid + j], gj = dh[j];
+    const T dn = gj * (T(1) - z) * deriv(n, act);
+    const T dzp = gj * (h_prev[j] - n) * deriv(z, ract);
+    const T drp = dn * ghn[j] * deriv(r, ract);
+    dx[j] = drp;
+    dx[hid + j] = dzp;
+    dx[2 * hid + j] = dn;
+    drec[j] = drp;
+    drec[hid + j] = dzp;
+    drec[2 * hid + j] = dn * r;
+    dh_prev[j] += gj * z;
+  }
 }
 
 // The time loop of one chunk of rows: fills dxw, returns dL/dh0.
@@ -756,22 +1105,8 @@ Tensor gru_after_backward_loop(const Tensor& dys, const Tensor& dh_last, const T
         std::fill_n(drb, gh, T(0));
         return;
       }
-      T* g = ring.row(t, b);
-      T* gprev = ring.row(t - 1, b);
-      const T* ab = ab0 + b * gh;
-      for (int64_t j = 0; j < hid; ++j) {
-        const T r = ab[j], z = ab[hid + j], n = ab[2 * hid + j], gj = g[j];
-        const T dn = gj * (T(1) - z) * deriv(n, act);
-        const T dzp = gj * (hp0[b * hid + j] - n) * deriv(z, ract);
-        const T drp = dn * gn0[b * hid + j] * deriv(r, ract);
-        dx[j] = drp;
-        dx[hid + j] = dzp;
-        dx[2 * hid + j] = dn;
-        drb[j] = drp;
-        drb[hid + j] = dzp;
-        drb[2 * hid + j] = dn * r;
-        gprev[j] += gj * z;
-      }
+      gru_back_row(ab0 + b * gh, gn0 + b * hid, hp0 + b * hid, ring.row(t, b), ring.row(t - 1, b), dx,
+                   drb, hid, act, ract);
     });
     ring.recurrent(t, drec, w, lags, rm, dhl);
     ring.close(t);
@@ -1073,6 +1408,77 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> feedback_backward_imp
   return {dxw, dh0, do0, dw, dw_oh, dw_ho};
 }
 
+// -- Inference: the standard cells forward only, nothing kept ----------------------------------------
+// Per step two GEMMs on the chunk's rows, x_t W_ihᵀ read straight from x (B, T, I) and h_{t-1} W_hhᵀ,
+// then one pass per row for the gates; h_t goes straight into ys (B, T, H). No (T, B, G·H)
+// projection is written and read back, no history or gate activations are kept: what a training
+// forward stores for backward is memory traffic that inference does not need.
+enum Kind : int64_t { kSimple = 0, kLSTM = 1, kGRU = 2 };
+
+template <typename T, typename A, typename R>
+void infer_loop(const Tensor& x, const Tensor& w_ih, const Tensor& w_hh, const Tensor& bias,
+                const Tensor& bias_hh, const Tensor& m, int64_t kind, A act, R ract,
+                const Tensor& h, const Tensor& c, const Tensor& ys) {
+  const int64_t batch = x.size(0), steps = x.size(1), in = x.size(2), hid = h.size(1);
+  const int64_t gh = w_ih.size(0);
+  Tensor z = at::empty({batch, gh}, x.options());
+  Tensor rec = kind == kGRU ? at::empty({batch, gh}, x.options()) : Tensor();
+  const Tensor zeros = at::zeros({gh}, x.options());
+  const T* b = ptr<T>(bias.defined() ? bias : zeros);
+  const T* bh = ptr<T>(bias_hh.defined() ? bias_hh : zeros);
+  const T* mp = ptr<T>(m);  // (B, T) here
+  T *zp = ptr<T>(z), *rp = ptr<T>(rec), *hp = ptr<T>(h), *cp = ptr<T>(c);
+  const T *xp = ptr<T>(x), *wi = ptr<T>(w_ih), *wh = ptr<T>(w_hh);
+  T* yp = ptr<T>(ys);
+  const int64_t xs = x.stride(0), ysb = ys.stride(0);
+  for (int64_t t = 0; t < steps; ++t) {
+    gemm<T>(batch, gh, in, xp + t * in, xs, wi, in, true, T(0), zp, gh);
+    if (kind == kGRU) {
+      gemm<T>(batch, gh, hid, hp, hid, wh, hid, true, T(0), rp, gh);
+    } else {
+      gemm<T>(batch, gh, hid, hp, hid, wh, hid, true, T(1), zp, gh);
+    }
+    for_rows(batch, gh, [&](int64_t r) {
+      T* y = yp + r * ysb + t * hid;
+      if (mp != nullptr && mp[r * steps + t] == T(0)) {  // masked: output 0, state carried
+        std::fill_n(y, hid, T(0));
+        return;
+      }
+      T* zr = zp + r * gh;
+      T* hr = hp + r * hid;
+      if (kind == kSimple) {
+        simple_infer_row(zr, b, hr, y, hid, act);
+      } else if (kind == kLSTM) {
+        lstm_infer_row(zr, b, cp + r * hid, hr, y, hid, act, ract);
+      } else {
+        gru_infer_row(zr, b, rp + r * gh, bh, hr, y, hid, act, ract);
+      }
+    });
+  }
+}
+
+// -> ys (B, T, H), h_T, c_T (c_T undefined unless LSTM); x (B, T, I), mask (B, T) float or none
+std::tuple<Tensor, Tensor, Tensor> infer(const Tensor& x_, const Tensor& h0, const OptTensor& c0,
+                                         const Tensor& w_ih, const Tensor& w_hh, const OptTensor& bias,
+                                         const OptTensor& bias_hh, const OptTensor& mask, int64_t kind,
+                                         int64_t act, int64_t ract, bool split) {
+  const Tensor x = x_.contiguous(), m = contiguous_or_empty(mask);
+  const Tensor b = contiguous_or_empty(bias), bh = contiguous_or_empty(bias_hh);
+  const Tensor wi = w_ih.contiguous(), wh = w_hh.contiguous();
+  Tensor h = h0.clone(at::MemoryFormat::Contiguous);
+  Tensor c = kind == kLSTM ? c0.value().clone(at::MemoryFormat::Contiguous) : Tensor();
+  Tensor ys = at::empty({x.size(0), x.size(1), h.size(1)}, x.options());
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "infer", [&] {
+    with_acts(act, ract, [&](auto fa, auto fr) {
+      over_batch(x.size(0), split, [&](int64_t b0, int64_t n) {
+        infer_loop<scalar_t>(rows_of(x, 0, b0, n), wi, wh, b, bh, rows_of(m, 0, b0, n), kind, fa, fr,
+                             rows_of(h, 0, b0, n), rows_of(c, 0, b0, n), rows_of(ys, 0, b0, n));
+      });
+    });
+  });
+  return {ys, h, c};
+}
+
 // -- the operators -------------------------------------------------------------------------------
 Tensor simple_forward(const Tensor& xw, const Tensor& h0, const Tensor& w, const OptTensor& mask,
                       const OptTensor& rmask, at::IntArrayRef lags, int64_t act, bool split) {
@@ -1208,6 +1614,9 @@ TORCH_LIBRARY(rnnkit_fused_cells, m) {
   m.def("gru_backward(Tensor dys, Tensor dh_last, Tensor a, Tensor extra, Tensor hbuf, Tensor w, "
         "bool has_bias, Tensor? mask, Tensor? rmask, int[] lags, int act, int ract, "
         "bool reset_after, bool split) -> (Tensor, Tensor, Tensor, Tensor)", &gru_backward);
+  m.def("infer(Tensor x, Tensor h0, Tensor? c0, Tensor w_ih, Tensor w_hh, Tensor? bias, "
+        "Tensor? bias_hh, Tensor? mask, int kind, int act, int ract, bool split) "
+        "-> (Tensor, Tensor, Tensor)", &infer);
   m.def("feedback_forward(Tensor xw, Tensor h0, Tensor o0, Tensor w, Tensor w_oh, Tensor w_ho, "
         "Tensor? mask, Tensor? rmask, int[] lags, int act, int oact, bool split) -> (Tensor, Tensor)",
         &feedback_forward);
