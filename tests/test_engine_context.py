@@ -123,6 +123,21 @@ def test_scan_layers_says_why_it_cannot_run_layers_in_one_call():
         assert engine.scan_layers(cells, x, states, backend="compiled").kernel == "native"
 
 
+def test_scan_layers_asks_what_each_layer_would_run_in_training():
+    """Stacked layers: a later layer's input carries a gradient when an earlier layer trains, so
+    it is judged as training even when its own weights and state are frozen."""
+    first, second = _built(layers.LSTM(H)).cell, _built(layers.LSTM(H)).cell
+    first.requires_grad_(False)
+    x = torch.randn(B, T, I)
+    with engine.options(backend=("native",)):  # whatever auto thinks: only the spec matters
+        assert engine.scan_layers_reason([first, second], x) == ""
+    assert "auto runs LSTMCell on compiled" in engine.scan_layers_reason([first, second], x)
+    second.requires_grad_(False)
+    assert engine.scan_layers_reason([first, second], x) == ""  # nothing to train: inference
+    first.requires_grad_(True)
+    assert "auto runs LSTMCell on compiled" in engine.scan_layers_reason([first, second], x)
+
+
 def test_a_hooked_layer_keeps_the_wrapper_on_the_separate_path(monkeypatch):
     bi = layers.Bidirectional(layers.LSTM(H, return_sequences=True))
     bi(torch.zeros(1, 2, I))
@@ -138,3 +153,18 @@ def test_a_hooked_layer_keeps_the_wrapper_on_the_separate_path(monkeypatch):
         handle.remove()
         bi(x)
     assert seen == [1] and not bi.backward_layer.hooked and together[-1] == 2
+
+
+def test_step_and_stepper_follow_the_scope():
+    lstm = _built(layers.LSTM(H))
+    x_t = torch.randn(B, I)
+    assert engine.step(lstm.cell, x_t).kernel == "native"  # auto: torch's cell op
+    with engine.options(backend=("gpu", "fused")):
+        assert engine.step(lstm.cell, x_t).kernel == "fused"
+        assert engine.stepper(lstm.cell).kernel == "fused"
+    recorder = engine.Recorder(lstm.cell)
+    with torch.no_grad(), engine.options(observe=recorder):
+        y, _, kernel = engine.step(lstm.cell, x_t)
+    assert kernel == "reference" and sorted(recorder.gates) == ["f", "i", "o"]
+    torch.testing.assert_close(recorder.hidden[-1], y)
+    torch.testing.assert_close(y, engine.step(lstm.cell, x_t).output, rtol=1e-5, atol=1e-6)
