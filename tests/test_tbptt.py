@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from rnnkit import layers, optimizers
+from rnnkit import constraints, layers, optimizers
 from rnnkit.errors import ConfigError, ShapeError
 from rnnkit.interop import to_torch
 from rnnkit.models import Sequential
@@ -225,6 +225,30 @@ def test_a_crashed_tbptt_run_resumes_to_the_same_weights(tmp_path):
     assert all(torch.equal(p, q) for p, q in zip(straight.parameters(), resumed.parameters()))
     assert history.history == straight.history.history
     assert not resumed.layers[0].stateful and resumed.layers[0].states is None
+
+
+def test_constraints_hold_after_every_tbptt_window():
+    """Keras applies a constraint after every optimizer step: under TBPTT that is every window."""
+    from rnnkit.training.callbacks import Callback
+
+    torch.manual_seed(0)
+    gru = layers.GRU(5, return_sequences=True, kernel_constraint="non_neg",
+                     recurrent_constraint=constraints.MaxNorm(0.3))
+    model = Sequential([gru, layers.Dense(1)])
+    model.build((None, None, 3))
+    model.compile(optimizers.SGD(1.0), "mse")
+    seen = []
+
+    class Watch(Callback):
+        def on_train_batch_end(self, step, logs=None):
+            # torch's (G·H, H) is Keras's (H, G·H) transposed: Keras's axis 0 is a row here
+            w_ih, w_hh = gru.cell.weight_ih.detach(), gru.cell.weight_hh.detach()
+            seen.append((float(w_ih.min()), float(w_hh.norm(dim=1).max())))
+
+    x, y = _series(12)
+    model.fit(x.numpy(), y.numpy(), tbptt=(4, 4), epochs=2, verbose=0, callbacks=[Watch()])
+    assert len(seen) == 6  # 3 windows a pass, 2 passes
+    assert all(low >= 0 and norm <= 0.3 + 1e-6 for low, norm in seen), seen
 
 
 def test_tbptt_refuses_what_it_cannot_cut():
