@@ -44,6 +44,15 @@ def test_a_run_without_matplotlib_skips_its_plots_with_one_line(monkeypatch, cap
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_doctor_figure_without_matplotlib_says_how_to_install(monkeypatch, tmp_path):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    with pytest.raises(MissingDependencyError,
+                       match=r"plotting needs the optional package 'matplotlib', which is not "
+                             r"installed: pip install 'rnnkit\[plots\]'"):
+        plots.plot_history({"loss": [1.0, 0.5]}, tmp_path / "history.png")
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_onnx_export_without_onnx_says_how_to_install(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "onnx", None)
     model = Sequential([layers.GRU(2), layers.Dense(1)])
