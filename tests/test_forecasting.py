@@ -397,3 +397,15 @@ def test_window_dataset_with_several_targets_and_baselines():
     assert last_value(ds)[0].tolist() == [[302, 300], [302, 300]]
     assert seasonal_naive(ds, 1).shape == ds.targets().shape
     np.testing.assert_allclose(linear(ds, ds), ds.targets(), atol=1e-6)
+
+
+def test_segrnn_exports_to_onnx(tmp_path):
+    ort = pytest.importorskip("onnxruntime")
+    model = Sequential([SegRNN(GRU(8), horizon=12, segment=6, head_initializer="glorot_uniform")])
+    model.build((None, 24, 3))
+    model.eval()
+    model.export(tmp_path / "segrnn.onnx")
+    x = np.random.default_rng(0).standard_normal((4, 24, 3)).astype(np.float32)
+    session = ort.InferenceSession(str(tmp_path / "segrnn.onnx"))
+    got = session.run(None, {session.get_inputs()[0].name: x})[0]
+    np.testing.assert_allclose(got, model.predict(x, verbose=0), rtol=1e-5, atol=1e-5)
