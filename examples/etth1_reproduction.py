@@ -166,7 +166,8 @@ def run(args) -> None:
                 key = (setting, lookback, horizon)
                 data = ett.windows(splits, lookback, horizon, setting, seed=args.seed)
                 rows = ["last value", "NLinear", "DLinear", *args.models.split(",")]
-                if peer and lookback in [int(v) for v in args.peer_lookbacks.split(",")]:
+                if peer and lookback in _ints(args.peer_lookbacks) \
+                        and horizon in _ints(args.peer_horizons):
                     rows.append("neuralforecast LSTM")
                 for name in rows:
                     if (*key, name) in done:
@@ -174,6 +175,10 @@ def run(args) -> None:
                     row = {"setting": setting, "lookback": lookback, "horizon": horizon,
                            "model": name, **measure(name, key, data, splits, args)}
                     append(results, row)
+
+
+def _ints(text: str) -> list[int]:
+    return [int(v) for v in text.split(",")]
 
 
 def measure(name: str, key: tuple, data, splits, args) -> dict:
@@ -248,6 +253,7 @@ def main(argv=None) -> None:
     parser.add_argument("--backend", default="auto", help="kernel of the recurrent layer")
     parser.add_argument("--no-peer", dest="peer", action="store_false")
     parser.add_argument("--peer-lookbacks", default="96")
+    parser.add_argument("--peer-horizons", default="96,192,336,720")
     parser.add_argument("--peer-steps", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--threads", type=int, default=1,
