@@ -22,6 +22,7 @@ tables of a results file beside the published figures.
         --settings M,S --lookbacks 96,720 --horizons 96,192,336,720 \\
         --models segrnn:128,segrnn-lstm:128 --epochs 10 --results etth1.jsonl
     python examples/etth1_reproduction.py --table etth1.jsonl
+    python examples/etth1_reproduction.py --time-steps 3 --models segrnn:512,segrnn:128   # s/epoch
 """
 
 from __future__ import annotations
@@ -73,6 +74,19 @@ class EpochTimes(Callback):
         self.start = time.perf_counter()
 
     def on_epoch_end(self, epoch, logs=None):
+        self.seconds.append(time.perf_counter() - self.start)
+
+
+class BatchTimes(Callback):
+    """Wall-clock seconds of every training step."""
+
+    def on_train_begin(self, logs=None):
+        self.seconds: list[float] = []
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self.start = time.perf_counter()
+
+    def on_train_batch_end(self, batch, logs=None):
         self.seconds.append(time.perf_counter() - self.start)
 
 
@@ -199,6 +213,32 @@ def measure(name: str, key: tuple, data, splits, args) -> dict:
     return train_spec(name, setting, lookback, horizon, data, args)
 
 
+def epoch_times(args) -> None:
+    """The median time of ``--time-steps`` training steps of each spec and configuration, and the
+    training epoch it implies (steps per epoch × step; validation not included)."""
+    torch.set_num_threads(args.threads)
+    splits = ett.load(args.path, standardize=True)
+    print("| setting | L | H | model | batch | ms/step | s/epoch (training) |")
+    print("|---|---|---|---|---|---|---|")
+    for setting in args.settings.split(","):
+        for lookback in _ints(args.lookbacks):
+            for horizon in _ints(args.horizons):
+                r = recipe(lookback)
+                train = ett.windows(splits, lookback, horizon, setting)[0].rebatched(r["batch"])
+                for spec in args.models.split(","):
+                    layer = specs.forecaster(spec, horizon, list(range(len(train.target_columns))),
+                                             segment=r["segment"], dropout=r["dropout"],
+                                             channel_embedding=setting != "S",
+                                             backend=args.backend)
+                    model = forecasting.compiled_forecaster(layer, Adam(learning_rate=r["lr"]))
+                    timer = BatchTimes()
+                    model.fit(train, epochs=1, steps_per_epoch=args.time_steps + 1, verbose=0,
+                              callbacks=[timer])
+                    step = float(np.median(timer.seconds[1:]))  # the first builds and warms up
+                    print(f"| {setting} | {lookback} | {horizon} | {spec} | {r['batch']} | "
+                          f"{1000 * step:.0f} | {step * len(train):.0f} |", flush=True)
+
+
 def table(path: str) -> str:
     rows = [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
     out = []
@@ -261,9 +301,13 @@ def main(argv=None) -> None:
     parser.add_argument("--verbose", type=int, default=0)
     parser.add_argument("--results", default="etth1.jsonl")
     parser.add_argument("--table", default=None, help="print the tables of a results file")
+    parser.add_argument("--time-steps", type=int, default=0,
+                        help="only time this many training steps per configuration")
     args = parser.parse_args(argv)
     if args.table:
         print(table(args.table))
+    elif args.time_steps:
+        epoch_times(args)
     else:
         run(args)
 
