@@ -55,8 +55,9 @@ def test_forecast_run_directory_and_baselines_in_target_units(files, tmp_path):
             "training_curves.png", "forecast.png"} <= names
     assert {"config.json", "model.safetensors"} <= {p.name for p in (out / "model").iterdir()}
     metrics = _metrics(out)
-    assert set(metrics) == {"model", "baselines"}
-    assert set(metrics["baselines"]) == {"last_value", "seasonal_naive", "linear"}
+    assert set(metrics) == {"model", "baselines", "standardized", "targets"}
+    assert set(metrics["baselines"]) == {"last_value", "seasonal_naive", "linear", "nlinear",
+                                         "dlinear"}
     assert all(set(m) == {"mae", "rmse"} for m in [metrics["model"], *metrics["baselines"].values()])
     # last value by hand, in °-units of the raw 'temp' column: test rows [192, 240)
     temp = np.loadtxt(files / "series.csv", delimiter=",", skiprows=1, usecols=2)
@@ -136,7 +137,8 @@ def test_seq2seq_exact_match_and_predict(files, tmp_path, capsys):
 def test_missing_target_column_is_named(files, tmp_path, capsys):
     argv = ["train", "--task", "forecast", "--data", str(files / "series.csv"), "--target",
             "nope", "--out", str(tmp_path / "x"), *FAST]
-    with pytest.raises(DataFormatError, match=r"series.csv: line 1 \(header\): missing column 'nope'"):
+    with pytest.raises(ConfigError, match=r"target \(--target\): column 'nope' is not a numeric "
+                                          r"column of .*series.csv; its numeric columns are"):
         cli.run(argv)
     assert cli.main(argv) == 2
     assert "rnnkit: error:" in capsys.readouterr().err

@@ -36,7 +36,8 @@ def test_a_run_without_matplotlib_skips_its_plots_with_one_line(monkeypatch, cap
     monkeypatch.setitem(sys.modules, "matplotlib", None)
     monkeypatch.setattr(plots, "_told", False)
     plots.training_curves({"loss": [1.0, 0.5]}, tmp_path / "curves.png")
-    plots.forecast(np.zeros(3), {"gru": np.ones(3)}, tmp_path / "forecast.png", "f")
+    plots.forecast(["OT"], np.zeros((3, 1)), {"gru": np.ones((3, 1))}, tmp_path / "forecast.png",
+                   ahead=1, horizon=24)
     plots.confusion(np.eye(2, dtype=int), ["a", "b"], tmp_path / "confusion.png")
     err = capsys.readouterr().err
     assert err == ("rnnkit: plots skipped (matplotlib is not installed): "

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from .diagnosis import Finding, Report, diagnose
 from .errors import ConfigError, RnnkitError
-from .tasks import runs, specs
+from .tasks import forecasting, runs, specs
 
 _FIELDS = [f.name for f in dataclasses.fields(runs.TrainConfig)]
 _TYPES = typing.get_type_hints(runs.TrainConfig)
@@ -26,7 +26,18 @@ _HELP = {
     "task": f"one of {', '.join(runs.TASKS)}", "data": "CSV, TXT, TSV file (or aclImdb folder)",
     "out": "run directory to write", "model": f"recurrent layer spec: {specs.GRAMMAR}",
     "features": "comma-separated input columns (default: every numeric column)",
-    "split": "train,validation,test fractions of the rows (forecast)",
+    "split": "train,validation,test fractions of the rows, or row counts (8640,2880,2880)",
+    "target": "forecast: the target column, a comma-separated list, or all (M setting)",
+    "segment": "segrnn: steps per segment; must divide the lookback",
+    "dropout": "forecast: dropout before the forecaster's output layer",
+    "normalization": "forecast: last (subtract the window's last value), revin or none",
+    "decoding": "segrnn: parallel (all segments at once) or recursive",
+    "no_channel_embedding": "segrnn: no channel embedding in the decoder",
+    "quantiles": "forecast: quantile levels in (0, 1), e.g. 0.1,0.5,0.9 (pinball loss)",
+    "plot_step": "forecast: the horizon step forecast.png shows (1 = the next value)",
+    "patience": "stop when the validation loss has not improved for N epochs (0: off); "
+                "the best epoch's weights are kept",
+    "lr_decay": "multiply the learning rate by this each epoch after the third",
     "horizon": "number of future values to predict", "delay": "rows skipped before the horizon",
     "season": "season length in rows for the seasonal naive baseline",
     "decoder": "decoder spec for seq2seq (simple, lstm or gru)",
@@ -173,6 +184,9 @@ def cmd_train(args) -> None:
     written = ", ".join(sorted(p.name for p in Path(cfg.out).iterdir()))
     _say(args, f"wrote {cfg.out}/: {written}")
     _say(args, json.dumps(run.metrics["model"], indent=1))
+    if "standardized" in run.metrics:
+        for line in forecasting.verdict(run.metrics):
+            _say(args, line)
 
 
 def cmd_doctor(args) -> int:
@@ -205,6 +219,8 @@ def cmd_evaluate(args) -> None:
         elif isinstance(values, dict):
             for key, inner in values.items():
                 print(f"{name} {key}: {inner}")
+    if "standardized" in metrics:
+        print("\n".join(forecasting.verdict(metrics)))
 
 
 def cmd_predict(args) -> None:

@@ -9,6 +9,7 @@ from .training.losses import (
     Loss,
     MeanAbsoluteError,
     MeanSquaredError,
+    Pinball,
     SparseCategoricalCrossentropy,
     binary_crossentropy,
     categorical_crossentropy,
@@ -18,12 +19,13 @@ from .training.losses import (
     mean_absolute_error,
     mean_squared_error,
     mse,
+    pinball,
     sparse_categorical_crossentropy,
 )
 
 __all__ = [
     "Loss", "BinaryCrossentropy", "CategoricalCrossentropy", "SparseCategoricalCrossentropy",
-    "MeanSquaredError", "MeanAbsoluteError", "Huber",
+    "MeanSquaredError", "MeanAbsoluteError", "Huber", "Pinball",
     "binary_crossentropy", "categorical_crossentropy", "sparse_categorical_crossentropy",
-    "mean_squared_error", "mean_absolute_error", "huber", "mse", "mae", "MSE", "MAE", "get",
+    "mean_squared_error", "mean_absolute_error", "huber", "pinball", "mse", "mae", "MSE", "MAE", "get",
 ]

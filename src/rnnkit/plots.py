@@ -159,18 +159,30 @@ def training_curves(history: dict[str, list[float]], path: str | Path) -> Path |
     return plot_history(history, path)
 
 
-def forecast(truth: np.ndarray, predicted: dict[str, np.ndarray], path: str | Path,
-             title: str) -> None:
-    """The truth and each named forecast along the test windows (first horizon step)."""
+def forecast(names: list[str], truth: np.ndarray, predicted: dict[str, np.ndarray],
+             path: str | Path, ahead: int, horizon: int,
+             interval: tuple[np.ndarray, np.ndarray] | None = None,
+             levels: tuple[float, float] | None = None) -> None:
+    """One panel per target: the truth and each named forecast (N, C') of the test windows at
+    one horizon step, ``ahead`` rows after the window; ``interval`` (lower, upper) (N, C') is
+    drawn as a band between the quantile ``levels``."""
     plt = _run_pyplot()
     if plt is None:
         return
-    fig, ax = plt.subplots(figsize=(10, 3.5))
-    ax.plot(truth, label="truth", color="black", linewidth=1)
-    for name, values in predicted.items():
-        ax.plot(values, label=name, linewidth=1)
-    ax.set(xlabel="test window", title=title)
-    ax.legend()
+    fig, axes = plt.subplots(len(names), 1, figsize=(10, 2.6 * len(names) + 0.9), squeeze=False)
+    for i, (ax, name) in enumerate(zip(axes[:, 0], names)):
+        steps = np.arange(len(truth))
+        if interval is not None:
+            label = "interval" if levels is None else f"{levels[0]:g}-{levels[1]:g} quantiles"
+            ax.fill_between(steps, interval[0][:, i], interval[1][:, i], color="tab:blue",
+                            alpha=0.2, linewidth=0, label=label)
+        ax.plot(steps, truth[:, i], label="truth", color="black", linewidth=1)
+        for label, values in predicted.items():
+            ax.plot(steps, values[:, i], label=label, linewidth=1)
+        ax.set(ylabel=name, title=f"{name}: test forecasts {ahead} step(s) ahead "
+               f"(step {ahead} of horizon {horizon})")
+        ax.legend(loc="upper right", fontsize="small")
+    axes[-1, 0].set_xlabel("test window")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

@@ -2,8 +2,10 @@
 
 A window is anchored at a row r: its inputs are rows ``r - lookback, r - lookback + step, ...``
 (all < r) and its target is column ``target`` of row ``r + delay`` (the next ``horizon`` rows for
-multi-step targets). Anchors run over ``[start + lookback, end)``: ``start``/``end`` are the
-lecture's ``min_index``/``max_index`` and cut the series into train/validation/test splits.
+multi-step targets; several columns when ``target`` is a list). Anchors run over
+``[start + lookback, end)``: ``start``/``end`` are the lecture's ``min_index``/``max_index`` and cut
+the series into train/validation/test splits. :func:`split_windows` makes the three splits of the
+long-horizon forecasting protocol (Informer, DLinear, SegRNN) from row borders.
 
 Series larger than memory: :func:`csv_to_npy` turns a CSV into a ``.npy`` file chunk by chunk and
 returns it memory-mapped; windows and :class:`Normalizer` read such an array a batch at a time.
@@ -11,6 +13,7 @@ returns it memory-mapped; windows and :class:`Normalizer` read such an array a b
 
 from __future__ import annotations
 
+import copy
 import os
 import tempfile
 from collections.abc import Iterator, Sequence
@@ -76,17 +79,25 @@ def _check_target_column(data: np.ndarray, target: int, where: str) -> None:
 
 
 class WindowDataset:
-    """Batches of (x (B, T, F) float32, y (B,) or (B, horizon) float32), one pass per epoch.
+    """Batches of (x (B, T, F) float32, y float32), one pass per epoch; y is (B,) or (B, horizon)
+    for one ``target`` column, (B, horizon, C') for a list of C' target columns.
 
     The class version of :func:`generator`: every anchor of ``[start + lookback, end)`` once per
-    epoch, reshuffled each epoch when ``shuffle``, the last batch possibly smaller. ``end=None`` is
-    the last anchor whose targets exist. A fitted ``normalizer`` is applied to every batch, so the
-    data itself can stay raw and on disk (``np.memmap``).
+    epoch, the last batch possibly smaller (none is dropped). ``end=None`` is the last anchor
+    whose targets exist. A fitted ``normalizer`` is applied to every batch, so the data itself can
+    stay raw and on disk (``np.memmap``).
+
+    Order: without ``shuffle`` the anchors run in row order. With ``shuffle`` the k-th pass
+    (k = 0, 1, ...; iterating the dataset counts passes) takes the anchors in the permutation of
+    ``numpy.random.default_rng([seed, k])``: the same seed gives the same batches in the same
+    order, epoch after epoch, in any process, and :meth:`epoch_order` gives any epoch's order
+    without replaying the ones before it (``seed=None`` draws a seed once, here: a fresh random
+    order every pass, and still one that a resumed run can draw again).
 
     It says where it is, so a run on it resumes exactly (``fit(checkpoint_dir=...)``):
-    ``state_dict()`` between batches gives the shuffling RNG's state at the start of the current
-    pass and how many of its batches went; after ``load_state_dict``, the next pass draws the same
-    order and continues with the next batch. One pass at a time.
+    ``state_dict()`` between batches gives the seed, the pass and how many of its batches went;
+    after ``load_state_dict``, the next ``batches()`` continues that pass with its next batch.
+    One pass at a time.
 
     >>> ds = WindowDataset(np.arange(20.0).reshape(10, 2), lookback=4, delay=0, step=2, target=1)
     >>> x, y = next(iter(ds)); x.shape, y[:2].tolist()
@@ -94,9 +105,9 @@ class WindowDataset:
     """
 
     def __init__(self, data: np.ndarray, lookback: int, delay: int, start: int = 0,
-                 end: int | None = None, step: int = 1, horizon: int = 1, target: int = 1,
-                 batch_size: int = 128, shuffle: bool = False, seed: int | None = None,
-                 normalizer: Normalizer | None = None):
+                 end: int | None = None, step: int = 1, horizon: int = 1,
+                 target: int | Sequence[int] = 1, batch_size: int = 128, shuffle: bool = False,
+                 seed: int | None = None, normalizer: Normalizer | None = None):
         if data.ndim != 2:
             raise ShapeError(f"WindowDataset: expected data of shape (N, F), got {data.shape}")
         if step < 1 or horizon < 1 or batch_size < 1:
@@ -104,73 +115,151 @@ class WindowDataset:
                               f"{step}, {horizon}, {batch_size}")
         if end is None:
             end = len(data) - delay - horizon + 1
-        _check_target_column(data, target, "WindowDataset")
+        self.several = not isinstance(target, (int, np.integer))
+        self.target_columns = [int(t) for t in target] if self.several else [int(target)]
+        if not self.target_columns:
+            raise ConfigError("WindowDataset: target is an empty list of columns")
+        for column in self.target_columns:
+            _check_target_column(data, column, "WindowDataset")
         _check_anchor_range(data, lookback, delay, horizon, start, end)
         self.data, self.target, self.normalizer = data, target, normalizer
         self.batch_size, self.shuffle, self.horizon = batch_size, shuffle, horizon
         self.anchors = np.arange(start + lookback, end)
         self.offsets = np.arange(-lookback, 0, step)
         self.delay = delay
-        self._rng = np.random.default_rng(seed)
-        self._pass_rng: dict | None = None  # the RNG's state when the current pass began
+        # seed=None still fixes a seed, drawn here, so that a run without one resumes exactly
+        self.seed = int(np.random.SeedSequence().entropy % 2**63) if seed is None else int(seed)
+        self._epoch = 0  # shuffled passes finished
         self._position = 0  # batches of the current pass handed out
 
     def __len__(self) -> int:
         return -(-len(self.anchors) // self.batch_size)
 
     def __iter__(self) -> Iterator[Batch]:
+        """The next pass, in :meth:`epoch_order`."""
         return self.batches(self.shuffle)
 
+    def epoch_order(self, epoch: int) -> np.ndarray:
+        """The anchors of pass ``epoch`` (0-based) in the order its batches take them: row order,
+        or with ``shuffle`` the permutation of ``default_rng([seed, epoch])``."""
+        if not self.shuffle:
+            return self.anchors
+        return self._permutation(epoch)
+
     def batches(self, shuffle: bool = False) -> Iterator[Batch]:
-        """One pass over all windows, in anchor order unless ``shuffle``."""
-        if self._pass_rng is None:
-            self._pass_rng, self._position = self._rng.bit_generator.state, 0
-        else:  # a pass put back by load_state_dict: the same order, from the next batch
-            self._rng.bit_generator.state = self._pass_rng
-        order = self._rng.permutation(self.anchors) if shuffle else self.anchors
+        """One pass over all windows: in anchor order, or with ``shuffle`` in the next pass's
+        permutation (the pass counter advances at the pass's end). A pass left unfinished (or
+        put back by :meth:`load_state_dict`) continues with its next batch."""
+        order = self._permutation(self._epoch) if shuffle else self.anchors
+        return self._batches(order, shuffle)
+
+    def rebatched(self, batch_size: int) -> WindowDataset:
+        """The same windows (and shuffling) in batches of ``batch_size``."""
+        if batch_size < 1:
+            raise ConfigError(f"WindowDataset: batch_size must be >= 1, got {batch_size}")
+        out = copy.copy(self)
+        out.batch_size, out._epoch, out._position = int(batch_size), 0, 0
+        return out
+
+    def columns(self, columns: Sequence[int]) -> WindowDataset:
+        """The same windows reading only ``columns`` of the data (a copy of them), the targets
+        renumbered among them (each target must be one of them)."""
+        cols = [int(c) for c in columns]
+        missing = [t for t in self.target_columns if t not in cols]
+        if missing:
+            raise ConfigError(f"WindowDataset.columns: the target columns {missing} are not "
+                              f"among {cols}")
+        out = copy.copy(self)
+        out.data = np.ascontiguousarray(np.asarray(self.data)[:, cols])
+        out.target_columns = [cols.index(t) for t in self.target_columns]
+        out.target = out.target_columns if self.several else out.target_columns[0]
+        if self.normalizer is not None:
+            out.normalizer = Normalizer(self.normalizer.mean[cols], self.normalizer.std[cols])
+        out._epoch, out._position = 0, 0
+        return out
+
+    def _permutation(self, epoch: int) -> np.ndarray:
+        return np.random.default_rng([self.seed, int(epoch)]).permutation(self.anchors)
+
+    def _batches(self, order: np.ndarray, shuffled: bool) -> Iterator[Batch]:
         while self._position * self.batch_size < len(order):
             i = self._position * self.batch_size
             self._position += 1
             yield self.window(order[i:i + self.batch_size])
-        self._pass_rng, self._position = None, 0
+        self._position = 0
+        self._epoch += int(shuffled)
 
     def state_dict(self) -> dict:
         """Where the iteration is (see the class docstring); JSON values only."""
-        rng = self._rng.bit_generator.state if self._pass_rng is None else self._pass_rng
-        return {"rng": rng, "position": self._position}
+        return {"seed": self.seed, "epoch": self._epoch, "position": self._position}
 
     def load_state_dict(self, state: dict) -> None:
         """Continue from ``state_dict()``: the next ``batches()`` resumes that pass."""
-        self._rng.bit_generator.state = state["rng"]
-        self._pass_rng = state["rng"] if state["position"] else None
-        self._position = state["position"]
+        self.seed, self._epoch = int(state["seed"]), int(state["epoch"])
+        self._position = int(state["position"])
 
     def window(self, anchors: np.ndarray) -> Batch:
-        """The windows at ``anchors`` (B,): x (B, T, F) and y (B,) or (B, horizon)."""
+        """The windows at ``anchors`` (B,): x (B, T, F) and y (B,), (B, horizon) or
+        (B, horizon, C')."""
         x = self.data[anchors[:, None] + self.offsets]
         if self.normalizer is not None:
             x = self.normalizer.transform(x)
         return x.astype(np.float32), self.column(self.target_rows(anchors)).astype(np.float32)
 
     def target_rows(self, anchors: np.ndarray) -> np.ndarray:
-        """(B,) anchors -> the rows of their targets, (B,) or (B, horizon)."""
+        """(B,) anchors -> the rows of their targets, (B,) or (B, horizon) ((B, horizon) for
+        several target columns)."""
         rows = anchors[:, None] + self.delay + np.arange(self.horizon)
-        return rows[:, 0] if self.horizon == 1 else rows
+        return rows[:, 0] if self.horizon == 1 and not self.several else rows
 
     def last_input_rows(self) -> np.ndarray:
         """(N,) the row of the last input step of every window, in anchor order."""
         return self.anchors + self.offsets[-1]
 
     def column(self, rows: np.ndarray) -> np.ndarray:
-        """The target column at ``rows`` (any shape), normalized like the targets."""
-        values = np.asarray(self.data[rows, self.target], dtype=np.float64)
+        """The target column at ``rows`` (any shape), normalized like the targets; for several
+        target columns, rows.shape + (C',)."""
+        cols = self.target_columns if self.several else self.target_columns[0]
+        values = np.asarray(self.data[rows][..., cols], dtype=np.float64)
         if self.normalizer is None:
             return values
-        return (values - self.normalizer.mean[self.target]) / self.normalizer.std[self.target]
+        return (values - self.normalizer.mean[cols]) / self.normalizer.std[cols]
 
     def targets(self) -> np.ndarray:
-        """All targets in anchor order: (N,) or (N, horizon), float64."""
+        """All targets in anchor order: (N,), (N, horizon) or (N, horizon, C'), float64."""
         return self.column(self.target_rows(self.anchors))
+
+
+def split_windows(data: np.ndarray, borders: Sequence[int], lookback: int, horizon: int,
+                  target: int | Sequence[int], delay: int = 0, step: int = 1,
+                  batch_size: int = 128, seed: int | None = None,
+                  normalizer: Normalizer | None = None) -> list[WindowDataset]:
+    """Train, validation and test windows of the long-horizon protocol (Informer, DLinear,
+    SegRNN): ``borders`` = (end of train, end of validation, end of test) rows. Every target row
+    of a split lies inside it; validation and test windows start ``lookback`` rows before their
+    border, so every row of the test split is a target once per horizon step and all
+    ``end - start - delay - horizon + 1`` windows are scored (none dropped). Only the training
+    windows are shuffled (see :class:`WindowDataset` for the order)."""
+    b0, b1, b2 = (int(b) for b in borders)
+    if not 0 < b0 < b1 < b2 <= len(data):
+        raise ConfigError(f"split: the borders {b0}, {b1}, {b2} must increase and fit in the "
+                          f"{len(data)} rows of the series")
+    starts, ends = (0, b0 - lookback, b1 - lookback), (b0, b1, b2)
+    names = ("training", "validation", "test")
+    out = []
+    for i, (start, end) in enumerate(zip(starts, ends)):
+        rows = end - (0 if i == 0 else ends[i - 1])
+        needed = delay + horizon + (lookback if i == 0 else 0)
+        if rows < needed:
+            reads = "lookback + delay + horizon" if i == 0 else \
+                "delay + horizon (its windows read their lookback from the rows before it)"
+            raise ConfigError(f"split: the {names[i]} part has {rows} rows, fewer than one window "
+                              f"needs: {reads} = {needed}")
+        out.append(WindowDataset(data, lookback, delay, start=max(start, 0),
+                                 end=end - delay - horizon + 1, step=step, horizon=horizon,
+                                 target=target, batch_size=batch_size, shuffle=i == 0, seed=seed,
+                                 normalizer=normalizer))
+    return out
 
 
 def _check_anchor_range(data, lookback: int, delay: int, horizon: int, start: int,
@@ -255,9 +344,11 @@ def _check_finite(chunk: np.ndarray, first_row: int) -> None:
 
 def last_value(ds: WindowDataset) -> np.ndarray:
     """The lecture's "common sense" forecast: every target equals the last input value of the
-    target column. (N,) or (N, horizon), aligned with ``ds.targets()``."""
-    last = ds.column(ds.last_input_rows())
-    return last if ds.horizon == 1 else np.repeat(last[:, None], ds.horizon, axis=1)
+    target column. Aligned with ``ds.targets()``."""
+    last = ds.column(ds.last_input_rows())  # (N,) or (N, C')
+    if ds.horizon == 1 and not ds.several:
+        return last
+    return np.repeat(last[:, None], ds.horizon, axis=1)
 
 
 def seasonal_naive(ds: WindowDataset, season: int) -> np.ndarray:
@@ -290,7 +381,7 @@ def linear(train: WindowDataset, ds: WindowDataset, ridge: float = 0.0) -> np.nd
     penalty[-1, -1] = 0.0
     weights = np.linalg.lstsq(gram + penalty, cross, rcond=None)[0]
     pred = np.concatenate([_design(x) @ weights for x, _ in ds.batches()])
-    return pred[:, 0] if ds.horizon == 1 else pred
+    return pred.reshape(len(pred), *ds.targets().shape[1:])
 
 
 def _design(x: np.ndarray) -> np.ndarray:

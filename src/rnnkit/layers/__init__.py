@@ -16,6 +16,16 @@ from .core import (
     MaxPooling1D,
     TimeDistributed,
 )
+from .forecasting import (
+    DLinear,
+    NLinear,
+    ParallelDecoder,
+    RecurrentForecaster,
+    RecursiveDecoder,
+    SegmentEmbedding,
+    SegRNN,
+    WindowNormalization,
+)
 from .recurrent import GRU, LSTM, RNN, Readout, SimpleRNN
 from .wrappers import Bidirectional, DilatedRNN, Stacked, exponential_dilations
 
@@ -26,4 +36,6 @@ __all__ = [
     "SimpleRNNCell", "LSTMCell", "GRUCell", "StackedRNNCells", "DropoutRNNCell",
     "Dense", "Embedding", "Masking", "Dropout", "BatchNormalization", "LayerNormalization", "Conv1D",
     "MaxPooling1D", "GlobalMaxPooling1D", "GlobalAveragePooling1D", "Flatten", "TimeDistributed",
+    "WindowNormalization", "SegmentEmbedding", "ParallelDecoder", "RecursiveDecoder", "SegRNN",
+    "RecurrentForecaster", "NLinear", "DLinear",
 ]

@@ -14,6 +14,9 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
+import os
+import shutil
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,10 +26,11 @@ import torch
 from .. import plots
 from ..data.datasets import imdb
 from ..data.text import TextVectorizer
-from ..data.timeseries import Normalizer
+from ..data.timeseries import Normalizer, split_windows
 from ..errors import ConfigError, DataFormatError
-from ..layers import Layer
+from ..layers.forecasting import DECODINGS, NORMALIZATIONS, check_quantiles
 from ..models import Model, load_model
+from ..training import losses
 from ..training import optimizers as _optimizers
 from ..training.checkpoint import seed_everything
 from . import classification, files, forecasting, generation, specs
@@ -52,6 +56,8 @@ class TrainConfig:
     quiet: bool = False
     resume: str = ""
     checkpoint_every: int = 0
+    patience: int = 0
+    lr_decay: float = 1.0
     # forecast
     target: str = ""
     features: list[str] = field(default_factory=list)
@@ -61,7 +67,14 @@ class TrainConfig:
     step: int = 1
     split: list[float] = field(default_factory=lambda: [0.7, 0.1, 0.2])
     season: int = 24
-    loss: str = "mae"
+    loss: str = "mse"
+    segment: int = 24
+    dropout: float = 0.0
+    normalization: str = "last"
+    decoding: str = "parallel"
+    no_channel_embedding: bool = False
+    quantiles: list[float] = field(default_factory=list)
+    plot_step: int = 1
     # classify
     text: str = "text"
     label: str = "label"
@@ -82,7 +95,8 @@ class TrainConfig:
         if not self.data:
             raise ConfigError("data: give the data file (--data FILE)")
         if self.task == "forecast" and not self.target:
-            raise ConfigError("target: forecasting needs the target column (--target COL)")
+            raise ConfigError("target: forecasting needs the target column (--target COL), a "
+                              "comma-separated list, or 'all'")
         specs.parse(self.model)
         for name in ("epochs", "batch_size", "lookback", "horizon", "seq_len", "maxlen",
                      "checkpoint_every"):
@@ -91,6 +105,11 @@ class TrainConfig:
         if not 0.0 < self.validation_fraction < 1.0:
             raise ConfigError(f"validation_fraction: must be in (0, 1), got "
                               f"{self.validation_fraction}")
+        if self.patience < 0 or not self.lr_decay > 0:
+            raise ConfigError(f"patience, lr_decay: expected patience >= 0 and lr_decay > 0, got "
+                              f"{self.patience}, {self.lr_decay}")
+        if self.task == "forecast":
+            _forecast_check(self)
 
 
 @dataclass
@@ -131,39 +150,71 @@ def _split(n: int, fraction: float) -> int:
 
 
 # -- forecast -------------------------------------------------------------------------------
-def _forecast_layer(cfg: TrainConfig) -> Layer:
-    return specs.recurrent_layer(cfg.model)
+def _forecast_steps(cfg: TrainConfig) -> int:
+    """T, the steps of a window: every ``step``-th of ``lookback`` rows."""
+    return len(range(0, cfg.lookback, cfg.step))
+
+
+def _forecast_check(cfg: TrainConfig) -> None:
+    """The forecast options, before any file is read (each error names its option)."""
+    if not cfg.target:
+        raise ConfigError("target: forecasting needs the target column (--target COL, a "
+                          "comma-separated list, or all)")
+    check_quantiles(cfg.quantiles or None, "quantiles (--quantiles)")
+    if cfg.normalization not in NORMALIZATIONS:
+        raise ConfigError(f"normalization (--normalization): expected one of {NORMALIZATIONS}, "
+                          f"got {cfg.normalization!r}")
+    if cfg.decoding not in DECODINGS:
+        raise ConfigError(f"decoding (--decoding): expected one of {DECODINGS}, got "
+                          f"{cfg.decoding!r}")
+    if not 0.0 <= cfg.dropout < 1.0:
+        raise ConfigError(f"dropout (--dropout): must be in [0, 1), got {cfg.dropout}")
+    if not 1 <= cfg.plot_step <= cfg.horizon:
+        raise ConfigError(f"plot_step (--plot-step): the horizon step to plot must be in "
+                          f"[1, {cfg.horizon}], got {cfg.plot_step}")
+    if specs.is_segrnn(cfg.model):
+        steps = _forecast_steps(cfg)
+        if cfg.segment < 1 or steps % cfg.segment:
+            raise ConfigError(f"segment (--segment): {cfg.model} cuts the window of {steps} steps "
+                              f"into whole segments, and {cfg.segment} does not divide {steps}; "
+                              f"choose a --lookback that is a multiple of the segment or another "
+                              f"--segment")
 
 
 def _forecast_build(cfg: TrainConfig, prep: dict) -> Model:
-    model = forecasting.forecaster(_forecast_layer(cfg), cfg.horizon, cfg.loss, optimizer(cfg))
-    model.build((None, len(range(0, cfg.lookback, cfg.step)), len(prep["columns"])))
+    columns = prep["columns"]
+    layer = specs.forecaster(
+        cfg.model, cfg.horizon, [columns.index(t) for t in prep["targets"]],
+        segment=cfg.segment, dropout=cfg.dropout, normalization=cfg.normalization,
+        decoding=cfg.decoding, channel_embedding=not cfg.no_channel_embedding,
+        quantiles=cfg.quantiles or None)
+    model = forecasting.compiled_forecaster(layer, optimizer(cfg), cfg.loss, cfg.quantiles or None)
+    model.build((None, _forecast_steps(cfg), len(columns)))
     return model
 
 
 def _forecast_series(cfg: TrainConfig, path: str, prep: dict | None = None,
                      bad_cells: str = "raise"):
-    columns = prep["columns"] if prep else cfg.features
-    series = forecasting.load_series(path, cfg.target, columns, bad_cells)
-    borders = forecasting.split_rows(len(series.values), cfg.split)
-    return series, borders
+    """The series, its (train, validation, test) row borders and the target names."""
+    names = prep["targets"] if prep else forecasting.target_names(cfg.target, path, cfg.features)
+    series = forecasting.load_series(path, names, prep["columns"] if prep else cfg.features,
+                                     bad_cells)
+    return series, forecasting.split_rows(len(series.values), cfg.split), names
 
 
-def _forecast_windows(cfg, series, normalizer, borders, shuffle=False):
-    starts = (0, borders[0] - cfg.lookback, borders[1] - cfg.lookback)
-    ends = borders
-    return [forecasting.windows(series, normalizer, cfg.lookback, cfg.horizon,
-                                (max(s, 0), e), cfg.delay, cfg.step, cfg.batch_size,
-                                shuffle=shuffle and i == 0, seed=cfg.seed)
-            for i, (s, e) in enumerate(zip(starts, ends))]
+def _forecast_windows(cfg: TrainConfig, series, normalizer: Normalizer, borders):
+    """(train, validation, test) windows of the protocol; only the training ones shuffled."""
+    return split_windows(series.values, borders, cfg.lookback, cfg.horizon, series.targets,
+                         cfg.delay, cfg.step, cfg.batch_size, cfg.seed, normalizer)
 
 
 def _forecast_prepare(cfg: TrainConfig, for_doctor: bool = False) -> Prepared:
-    series, borders = _forecast_series(cfg, cfg.data, bad_cells="keep" if for_doctor else "raise")
+    series, borders, names = _forecast_series(cfg, cfg.data,
+                                              bad_cells="keep" if for_doctor else "raise")
     normalizer = _tolerant_normalizer(series.values[:borders[0]]) if for_doctor \
         else Normalizer().fit(series.values, 0, borders[0])
-    prep = {"columns": series.columns, "target": cfg.target, "normalizer": normalizer.to_config()}
-    train, val, _ = _forecast_windows(cfg, series, normalizer, borders, shuffle=True)
+    prep = {"columns": series.columns, "targets": names, "normalizer": normalizer.to_config()}
+    train, val, _ = _forecast_windows(cfg, series, normalizer, borders)
     source = {"file": cfg.data, "columns": series.columns, "lines": series.lines,
               "bad_cells": series.bad_cells}
     return Prepared(prep, _forecast_build(cfg, prep),
@@ -182,37 +233,54 @@ def _tolerant_normalizer(rows: np.ndarray) -> Normalizer:
 
 def _forecast_evaluate(run: Run, path: str, out_dir: Path | None) -> dict:
     cfg = run.config
-    series, borders = _forecast_series(cfg, path, run.preprocessing)
+    series, borders, names = _forecast_series(cfg, path, run.preprocessing)
     normalizer = Normalizer.from_config(run.preprocessing["normalizer"])
-    train, _, test = _forecast_windows(cfg, series, normalizer, borders)
-    std = float(normalizer.std[series.target])
-    metrics = forecasting.scores(run.model, train, test, std, cfg.season)
+    train, val, test = _forecast_windows(cfg, series, normalizer, borders)
+    truth = test.targets()  # (N, H, C') standardized
+    out = forecasting.predictions(run.model, test)  # (N, H, C'[, Q])
+    quantiles = cfg.quantiles or None
+    point = out[..., forecasting.point_index(quantiles)] if quantiles else out
+    baselines = forecasting.baseline_forecasts(train, val, test, cfg.season, cfg.seed)
+    std, mean = normalizer.std[series.targets], normalizer.mean[series.targets]
+    metrics = forecasting.scores(point, baselines, truth, std, names)
+    if quantiles:
+        metrics["quantiles"] = forecasting.quantile_scores(out, truth, quantiles)
     if out_dir is not None:
-        truth = normalizer.inverse_transform(_first_step(test.targets()), series.target)
-        pred = normalizer.inverse_transform(
-            _first_step(forecasting.predictions(run.model, test)), series.target)
-        plots.forecast(truth, {cfg.model: pred}, out_dir / "forecast.png",
-                       f"{cfg.target}: test forecasts, {cfg.delay + 1} step(s) ahead")
+        k = cfg.plot_step - 1
+
+        def units(values: np.ndarray) -> np.ndarray:  # (N, C') at step k
+            return values * std + mean
+
+        interval = (units(out[:, k, :, 0]), units(out[:, k, :, -1])) if quantiles else None
+        plots.forecast(names, units(truth[:, k]), {cfg.model: units(point[:, k])},
+                       out_dir / "forecast.png", cfg.delay + cfg.plot_step, cfg.horizon,
+                       interval, None if not quantiles else (quantiles[0], quantiles[-1]))
     return metrics
 
 
-def _first_step(values: np.ndarray) -> np.ndarray:
-    """(N,) or (N, horizon) -> (N,): the first forecast step of every window."""
-    return values if values.ndim == 1 else values[:, 0]
-
-
 def _forecast_predict(run: Run, path: str) -> tuple[list[str], list[list]]:
-    """The next ``horizon`` values after the file's last row, in the target's units."""
-    cfg = run.config
-    series = forecasting.load_series(path, cfg.target, run.preprocessing["columns"])
-    normalizer = Normalizer.from_config(run.preprocessing["normalizer"])
+    """The next ``horizon`` values of each target after the file's last row, in its units
+    (with quantiles, one column per level after the point forecast)."""
+    cfg, prep = run.config, run.preprocessing
+    series = forecasting.load_series(path, prep["targets"], prep["columns"])
+    normalizer = Normalizer.from_config(prep["normalizer"])
     if len(series.values) < cfg.lookback:
         raise ConfigError(f"predict: {path} has {len(series.values)} rows, the model reads "
                           f"lookback={cfg.lookback}")
     window = normalizer.transform(series.values[-cfg.lookback:][::cfg.step])
-    pred = run.model.predict(window[None].astype(np.float32), verbose=0)[0]
-    values = normalizer.inverse_transform(pred.astype(np.float64), series.target)
-    return ["step", cfg.target], [[cfg.delay + i + 1, float(v)] for i, v in enumerate(values)]
+    out = run.model.predict(window[None].astype(np.float32), verbose=0)[0].astype(np.float64)
+    std, mean = normalizer.std[series.targets], normalizer.mean[series.targets]
+    quantiles = cfg.quantiles or []
+    if quantiles:  # (H, C', Q): the point forecast first, then every level
+        point = out[..., forecasting.point_index(quantiles)]
+        columns = [point * std + mean] + [out[..., i] * std + mean for i in range(len(quantiles))]
+    else:
+        columns = [out * std + mean]  # (H, C')
+    header = ["step", *prep["targets"],
+              *[f"{t}_q{q:g}" for q in quantiles for t in prep["targets"]]]
+    rows = [[cfg.delay + i + 1, *[float(v) for c in columns for v in c[i]]]
+            for i in range(cfg.horizon)]
+    return header, rows
 
 
 # -- classify -------------------------------------------------------------------------------
@@ -423,15 +491,27 @@ def train(cfg: TrainConfig) -> Run:
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     write_config(cfg, out)
-    history = ready.model.fit(ready.data["x"], ready.data["y"], batch_size=cfg.batch_size,
-                              epochs=cfg.epochs, validation_data=ready.data["validation_data"],
-                              verbose=0 if cfg.quiet else 1, seed=cfg.seed,
-                              checkpoint_dir=out / CHECKPOINT,
-                              checkpoint_every=cfg.checkpoint_every or None,
-                              resume=_checkpoint_to_resume(cfg))
+    callbacks = forecasting.training_callbacks(cfg.learning_rate, cfg.patience, cfg.lr_decay)
+    fit_options = {"epochs": cfg.epochs, "validation_data": ready.data["validation_data"],
+                   "verbose": 0 if cfg.quiet else 1, "seed": cfg.seed, "callbacks": callbacks,
+                   "checkpoint_dir": out / CHECKPOINT,
+                   "checkpoint_every": cfg.checkpoint_every or None,
+                   "resume": _checkpoint_to_resume(cfg)}
+    if cfg.task == "forecast":
+        history = forecasting.fit_forecaster(ready.model, ready.data["x"], **fit_options)
+    else:
+        history = ready.model.fit(ready.data["x"], ready.data["y"], batch_size=cfg.batch_size,
+                                  **fit_options)
     run = Run(cfg, ready.preprocessing, ready.model, history.history)
-    run.metrics = _EVALUATE[cfg.task](run, cfg.data, out)
-    save(run, out)
+    # scored and written aside, then moved in: a failure leaves no half-written run directory
+    with tempfile.TemporaryDirectory(dir=out.parent, prefix=f".{out.name}.") as tmp:
+        run.metrics = _EVALUATE[cfg.task](run, cfg.data, Path(tmp))
+        save(run, Path(tmp))
+        for item in Path(tmp).iterdir():
+            target = out / item.name
+            if target.is_dir():
+                shutil.rmtree(target)
+            os.replace(item, target)
     return run
 
 
@@ -549,9 +629,9 @@ def load(directory: str | Path) -> Run:
     return Run(cfg, stored, model)
 
 
-def _loss(cfg: TrainConfig, prep: dict) -> str:
+def _loss(cfg: TrainConfig, prep: dict):
     if cfg.task == "forecast":
-        return cfg.loss
+        return losses.Pinball(cfg.quantiles) if cfg.quantiles else cfg.loss
     if cfg.task == "classify" and len(prep["classes"]) == 2:
         return "binary_crossentropy"
     return "sparse_categorical_crossentropy"

@@ -5,18 +5,35 @@ Grammar: ``[WRAPPER-]CELL:UNITS[xN]`` or ``WRAPPER:UNITS[xN]`` (the wrapper arou
   CELL     simple (SimpleRNN, tanh), lstm, lstm-peephole, lstm-coupled, gru (reset_after=True, as
            Keras 3 and cuDNN), gru-lecture (reset_after=False, the lecture's formula)
   WRAPPER  bidirectional (merge 'concat', 2·UNITS features), stacked (N layers, default 2),
-           dilated (N levels with dilations 1, 2, 4, ..., 2^(N-1), default N = 4: 1, 2, 4, 8)
+           dilated (N levels with dilations 1, 2, 4, ..., 2^(N-1), default N = 4: 1, 2, 4, 8),
+           segrnn (forecasting only: the segment-recurrent forecaster SegRNN around the cell,
+           UNITS = d, the segment embedding's width too)
 
 Examples: ``simple:32``, ``lstm-peephole:32``, ``bidirectional-gru:32``, ``stacked-lstm:32x2``,
-``dilated-gru:32`` (= ``dilated-gru:32x4``).
+``dilated-gru:32`` (= ``dilated-gru:32x4``), ``segrnn:512`` (= ``segrnn-gru:512``),
+``segrnn-lstm-peephole:128``.
+
+:func:`forecaster` turns any spec into a forecasting layer (``rnnkit.layers.forecasting``):
+``segrnn`` specs into :class:`SegRNN`, the others into :class:`RecurrentForecaster`.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 
 from ..errors import ConfigError
-from ..layers import GRU, LSTM, Bidirectional, DilatedRNN, Layer, SimpleRNN, Stacked
+from ..layers import (
+    GRU,
+    LSTM,
+    Bidirectional,
+    DilatedRNN,
+    Layer,
+    RecurrentForecaster,
+    SegRNN,
+    SimpleRNN,
+    Stacked,
+)
 
 CELLS = {
     "simple": lambda units, **kw: SimpleRNN(units, **kw),
@@ -26,11 +43,11 @@ CELLS = {
     "gru": lambda units, **kw: GRU(units, **kw),
     "gru-lecture": lambda units, **kw: GRU(units, reset_after=False, **kw),
 }
-WRAPPERS = ("bidirectional", "stacked", "dilated")
+WRAPPERS = ("bidirectional", "stacked", "dilated", "segrnn")
 DEFAULT_N = {"stacked": 2, "dilated": 4}
 _SPEC = re.compile(r"(?P<kind>[a-z-]+):(?P<units>\d+)(?:x(?P<n>\d+))?")
-GRAMMAR = ("[bidirectional-|stacked-|dilated-]CELL:UNITS[xN] with CELL one of "
-           f"{', '.join(CELLS)} (e.g. gru:32, stacked-lstm:32x2, dilated-gru:32)")
+GRAMMAR = ("[bidirectional-|stacked-|dilated-|segrnn-]CELL:UNITS[xN] with CELL one of "
+           f"{', '.join(CELLS)} (e.g. gru:32, stacked-lstm:32x2, dilated-gru:32, segrnn:512)")
 
 
 def parse(spec: str) -> tuple[str | None, str, int, int | None]:
@@ -58,6 +75,9 @@ def recurrent_layer(spec: str, return_sequences: bool = False) -> Layer:
     """The layer a spec names; (B, T, I) -> (B, H') or (B, T, H') with ``return_sequences``
     (H' = 2·UNITS for bidirectional, UNITS otherwise)."""
     wrapper, cell, units, count = parse(spec)
+    if wrapper == "segrnn":
+        raise ConfigError(f"model spec {spec!r}: segrnn is a forecaster (--task forecast); "
+                          "other tasks take a recurrent layer (e.g. gru:32)")
     make = CELLS[cell]
     # return_sequences goes to the constructors, so the layers' saved configs (get_config) hold it
     if wrapper is None:
@@ -74,3 +94,27 @@ def output_features(spec: str) -> int:
     """H', the feature size of the layer's output."""
     wrapper, _, units, _ = parse(spec)
     return 2 * units if wrapper == "bidirectional" else units
+
+
+def is_segrnn(spec: str) -> bool:
+    return parse(spec)[0] == "segrnn"
+
+
+def forecaster(spec: str, horizon: int, targets: Sequence[int] | None = None, *,
+               segment: int = 24, dropout: float = 0.0, normalization: str = "last",
+               decoding: str = "parallel", channel_embedding: bool = True,
+               quantiles: Sequence[float] | None = None, backend: str = "auto") -> Layer:
+    """The forecasting layer a spec names: windows (B, L, C) -> (B, H, C'[, Q]).
+
+    ``segrnn[-CELL]:d`` is SegRNN around that cell (``segment``, ``decoding``,
+    ``channel_embedding``, ``dropout`` before its output layer); any other spec is its recurrent
+    layer followed by a Dense output (``RecurrentForecaster``, ``dropout`` before the Dense).
+    Both subtract the window's last value (``normalization``) and start at the last-value
+    forecast. ``backend`` picks SegRNN's kernel (``auto``: the registry's choice)."""
+    wrapper, cell, units, _ = parse(spec)
+    if wrapper == "segrnn":
+        return SegRNN(CELLS[cell](units, backend=backend), horizon, segment, targets=targets,
+                      decoding=decoding, channel_embedding=channel_embedding, dropout=dropout,
+                      normalization=normalization, quantiles=quantiles)
+    return RecurrentForecaster(recurrent_layer(spec), horizon, targets=targets,
+                               normalization=normalization, dropout=dropout, quantiles=quantiles)

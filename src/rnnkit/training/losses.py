@@ -64,6 +64,14 @@ def huber(y_true: Tensor, y_pred: Tensor, delta: float = 1.0) -> Tensor:
     return torch.where(err <= delta, 0.5 * err.square(), delta * err - 0.5 * delta**2).mean(-1)
 
 
+def pinball(y_true: Tensor, y_pred: Tensor, quantiles: Tensor) -> Tensor:
+    """The quantile (pinball) loss, mean over the Q levels τ: y_pred (..., Q) holds one forecast
+    per level, y_true (...) the truth; max(τ·e, (τ - 1)·e) with e = y - ŷ_τ. (...) per entry."""
+    err = y_true.unsqueeze(-1) - y_pred
+    tau = quantiles.to(y_pred)
+    return torch.maximum(tau * err, (tau - 1.0) * err).mean(dim=-1)
+
+
 mse = MSE = mean_squared_error
 mae = MAE = mean_absolute_error
 
@@ -170,6 +178,27 @@ class MeanAbsoluteError(Loss):
 class Huber(Loss):
     def __init__(self, delta: float = 1.0, name: str = "huber_loss"):
         super().__init__(huber, name, delta=delta)
+
+
+class Pinball(Loss):
+    """The pinball loss of quantile forecasts: outputs (..., Q) for the levels ``quantiles``
+    against targets (...); averaged over the levels, then over the entries that count. Its
+    minimiser is the τ-quantile of the targets' distribution, one per output."""
+
+    def __init__(self, quantiles, name: str = "pinball"):
+        levels = [float(q) for q in quantiles]
+        if not levels or any(not 0.0 < q < 1.0 for q in levels):
+            raise ConfigError(f"loss {name}: quantiles must lie strictly between 0 and 1, got "
+                              f"{list(quantiles)}")
+        super().__init__(pinball, name, quantiles=torch.tensor(levels))
+        self.quantiles = levels
+
+    def __call__(self, y_true, y_pred: Tensor, sample_weight=None) -> Tensor:
+        if y_pred.shape[-1] != len(self.quantiles):
+            raise ShapeError(f"loss {self.name}: the model output {tuple(y_pred.shape)} must end "
+                             f"with one value per quantile ({len(self.quantiles)})")
+        y = align_target(y_true, y_pred[..., 0], sparse=False, where=f"loss {self.name}")
+        return weighted_mean(self.fn(y, y_pred, **self.kwargs), sample_weight)
 
 
 _BY_NAME = {
