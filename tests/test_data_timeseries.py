@@ -234,3 +234,24 @@ def test_window_dataset_says_where_it_is():
     third = fresh()
     third.load_state_dict(between.state_dict())
     assert [y.tolist() for _, y in third] == uninterrupted[12:24]
+
+
+def test_window_dataset_without_a_seed_still_resumes_exactly():
+    """seed=None: a fresh order every pass and every dataset, yet the state carries the seed
+    drawn at construction, so a resumed copy takes the interrupted pass's remaining batches."""
+    series = np.arange(200.0).reshape(100, 2)
+
+    def fresh():
+        return WindowDataset(series, lookback=4, delay=0, target=1, batch_size=8, shuffle=True)
+
+    first = fresh()
+    passes = [[y.tolist() for _, y in first] for _ in range(2)]
+    assert passes[0] != passes[1]
+    assert [y.tolist() for _, y in fresh()] != passes[0]
+    again = fresh()
+    again.load_state_dict({"seed": first.seed, "epoch": 0, "position": 0})
+    head = [y.tolist() for _, y in itertools.islice(iter(again), 7)]
+    resumed = fresh()
+    resumed.load_state_dict(json.loads(json.dumps(again.state_dict())))
+    assert head + [y.tolist() for _, y in resumed] == passes[0]
+    assert [y.tolist() for _, y in resumed] == passes[1]
