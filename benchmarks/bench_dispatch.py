@@ -9,8 +9,8 @@ auto / best. Target: auto never more than 10 % slower than the best kernel at an
 
 A second table times forward-only inference (under ``torch.no_grad()``) at a few points, and a
 third compares the native path that runs both directions or a whole stack in one torch call
-(``native.run_layers``, taken by ``Bidirectional`` and ``Stacked``) with the layers one by one on
-the kernel ``auto`` takes for each.
+(``engine.scan_layers`` on native, taken by ``Bidirectional`` and ``Stacked`` where auto runs
+native) with the layers one by one on the kernel ``auto`` takes for each.
 
     python benchmarks/bench_dispatch.py [--quick] [--cells LSTM,GRU] [--no-write]
 """
@@ -27,7 +27,7 @@ from common import env_prefix, interleaved, machine, setup, table, verdict, writ
 
 from rnnkit import layers
 from rnnkit.cells import GRUCell, LSTMCell, SimpleCell
-from rnnkit.engine import ScanSpec, kernels, native, scan, select
+from rnnkit.engine import ScanSpec, kernels, scan, scan_layers, select
 
 CELLS = {"SimpleRNN": SimpleCell, "LSTM": LSTMCell, "GRU": GRUCell}
 BATCHES, HIDDEN, STEPS = (1, 16, 128), (16, 32, 64, 128, 256, 512), (50, 500)
@@ -129,8 +129,8 @@ def together(quick: bool) -> list[list]:
         starts = [cell.zero_state(b, x) for cell in cells]
 
         def one_call(cells=cells, starts=starts, x=x, both=kind == "Bidirectional"):
-            ys, _ = native.run_layers(cells, x, starts, None, bidirectional=both)
-            ys.sum().backward()
+            out = scan_layers(cells, x, starts, None, bidirectional=both, backend="native")
+            out.outputs.sum().backward()
 
         def separately(model=model, x=x):
             model(x).sum().backward()

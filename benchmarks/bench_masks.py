@@ -11,14 +11,19 @@ from __future__ import annotations
 import torch
 from common import interleaved
 
+from rnnkit import engine
 from rnnkit.cells import LSTMCell
-from rnnkit.engine import native, scan
+from rnnkit.engine import scan
 
 
-def main(rounds: int = 3) -> None:
+def main() -> None:
     torch.set_num_threads(1)
     torch.manual_seed(0)
-    native.PACKED_ON_CPU = True  # the path the kernel now declines, timed on purpose
+    with engine.options(packed_on_cpu=True):  # the path the kernel declines, timed on purpose
+        _compare()
+
+
+def _compare(rounds: int = 3) -> None:
     for steps in (125, 250, 500):
         x = torch.randn(64, steps, 32, requires_grad=True)
         lengths = torch.randint(steps // 2, steps + 1, (64,))

@@ -180,7 +180,7 @@ def test_bad_config_names_the_key(tmp_path, text, message):
 def test_config_errors_before_reading_data(tmp_path):
     with pytest.raises(ConfigError, match="target: forecasting needs the target column"):
         cli.run(["train", "--task", "forecast", "--data", "x.csv"])
-    with pytest.raises(ConfigError, match="resume: the 'forecast' task streams its windows"):
+    with pytest.raises(FileNotFoundError, match=r"resume: .*: not a run directory \(no config"):
         cli.run(["train", "--task", "forecast", "--data", str(tmp_path / "s.csv"), "--target",
                  "t", "--resume", str(tmp_path)])
     with pytest.raises(ConfigError, match=r"task: expected one of \('forecast'"):
@@ -253,3 +253,44 @@ def test_classify_reads_the_aclimdb_layout_and_scores_its_test_split(tmp_path):
     metrics = _metrics(out)
     assert metrics["classes"] == ["neg", "pos"]
     assert np.array(metrics["confusion_matrix"]).sum(axis=1).tolist() == [3, 3]  # all 6 test reviews
+
+
+def test_doctor_json_on_a_csv_with_nan_empty_and_text_cells(tmp_path, capsys):
+    """Every bad cell is counted (the first 20 listed with line, column and text) in the same
+    JSON report as the other checks; exit code 1."""
+    rng = np.random.default_rng(0)
+    bad = {12: ("a", ""), 30: ("a", "n/a"), 31: ("temp", "nan"), 77: ("a", "")}
+    bad.update({100 + i: ("temp", "") for i in range(21)})  # 25 bad cells in all
+    path = tmp_path / "broken.csv"
+    with open(path, "w") as f:
+        f.write("a,flat,temp\n")
+        for row in range(240):
+            cells = {"a": f"{np.sin(row / 4):.4f}", "flat": "7", "temp": f"{rng.normal():.4f}"}
+            if row in bad:
+                cells[bad[row][0]] = bad[row][1]
+            f.write(",".join(cells.values()) + "\n")
+    argv = ["doctor", "--task", "forecast", "--data", str(path), "--target", "temp",
+            "--lookback", "8", "--model", "gru:3", "--probe-steps", "2", "--json"]
+    assert cli.main(argv) == 1
+    report = json.loads(capsys.readouterr().out)
+    by_check = {f["check"]: f for f in report["findings"]}
+    cells = by_check["non-finite-values"]["where"]
+    assert cells["count"] == 25 and cells["kinds"] == {"empty": 23, "text": 1, "nan": 1}
+    assert len(cells["positions"]) == 20
+    assert cells["positions"][:3] == [
+        {"row": 12, "feature": 0, "file": str(path), "line": 14, "column": "a", "cell": ""},
+        {"row": 30, "feature": 0, "file": str(path), "line": 32, "column": "a", "cell": "n/a"},
+        {"row": 31, "feature": 2, "file": str(path), "line": 33, "column": "temp", "cell": "nan"}]
+    assert by_check["constant-columns"]["where"]["columns"] == ["'flat'"]
+    assert by_check["gradient-probe"]["severity"] == "info"  # the probe waits for clean data
+
+
+def test_doctor_json_is_json_whatever_happens(tmp_path, capsys):
+    argv = ["doctor", "--task", "forecast", "--data", str(tmp_path / "missing.csv"), "--target",
+            "t", "--json"]
+    assert cli.main(argv) == 1
+    (finding,) = json.loads(capsys.readouterr().out)["findings"]
+    assert finding["check"] == "input" and "missing.csv: no such file" in finding["message"]
+    assert cli.main(["doctor", "--task", "dance", "--data", "x.csv", "--json"]) == 1
+    assert "task: expected one of" in json.loads(capsys.readouterr().out)["findings"][0]["message"]
+    assert cli.main(argv[:-1]) == 2  # without --json a user error stays an error line

@@ -112,13 +112,12 @@ def test_evaluate_outside_fit_leaves_the_flags_alone(monkeypatch):
 
 def test_tbptt_steps_are_flushed_too(two_threads, monkeypatch):
     require_every_thread()
-    from rnnkit.training import tbptt
     model = Sequential([layers.LSTM(4, return_sequences=True), layers.Dense(1)])
     model.compile("rmsprop", "mse")
     seen = []
-    update = tbptt._update
-    monkeypatch.setattr(tbptt, "_update", lambda *a: seen.append(surviving_denormals())
-                        or update(*a))
+    train_step = model.train_step  # TBPTT windows run through the model's one train step
+    monkeypatch.setattr(model, "train_step", lambda batch: seen.append(surviving_denormals())
+                        or train_step(batch))
     x, y = np.random.rand(2, 12, 3).astype("float32"), np.random.rand(2, 12, 1).astype("float32")
     model.fit(x, y, tbptt=(4, 4), epochs=1, verbose=0)
     assert seen == [0, 0, 0]

@@ -15,7 +15,7 @@ import torch
 from rnnkit import layers, optimizers
 from rnnkit.errors import ConfigError
 from rnnkit.models import Sequential
-from rnnkit.models import data as _data
+from rnnkit.training import data as _data
 from rnnkit.training import distributed
 
 BATCH, WORLD, SAMPLES = 4, 2, 32
@@ -159,3 +159,61 @@ def test_strategy_errors(monkeypatch):
     model.compile(optimizers.SGD(0.1), "mse")
     with pytest.raises(ConfigError, match=r"strategy='ddp': no process group"):
         model.fit(np.zeros((4, 3, 1), "float32"), np.zeros((4, 1), "float32"), strategy="ddp")
+
+
+_TBPTT_SCRIPT = textwrap.dedent("""
+    import os, sys
+    import numpy as np
+    import torch
+    sys.path.insert(0, os.path.dirname(__file__))
+    from common_tbptt import make_model, series
+
+    out = sys.argv[1]
+    x, y = series()
+    model = make_model()
+    history = model.fit(x, y, tbptt=(3, 6), epochs=2, verbose=0, strategy="ddp")
+    np.savez(f"{out}/rank{os.environ['RANK']}.npz", *model.get_weights(),
+             loss=np.array(history.history["loss"]))
+""")
+
+_TBPTT_COMMON = textwrap.dedent("""
+    import numpy as np
+    import torch
+    from rnnkit import layers, optimizers
+    from rnnkit.models import Sequential
+
+    def series():  # 4 series of 12 steps, a target per step
+        rng = np.random.default_rng(0)
+        x = rng.standard_normal((4, 12, 3)).astype("float32")
+        return x, x[:, :, :1].cumsum(axis=1) * 0.1
+
+    def make_model():
+        torch.manual_seed(0)
+        model = Sequential([layers.GRU(5, return_sequences=True), layers.Dense(1)])
+        model.build((None, None, 3))
+        model.compile(optimizers.SGD(0.1), "mse")
+        return model
+""")
+
+
+def test_tbptt_under_torchrun_matches_one_process(tmp_path):
+    """Two processes, two series each, TBPTT(3, 6) windows carrying the state: the averaged
+    gradients give one process's TBPTT on all four series."""
+    (tmp_path / "train.py").write_text(_TBPTT_SCRIPT)
+    (tmp_path / "common_tbptt.py").write_text(_TBPTT_COMMON)
+    env = {**os.environ, "GLOO_SOCKET_IFNAME": "lo", "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(WORLD),
+           "--master_addr", "127.0.0.1", "--master_port", str(_free_port()),
+           str(tmp_path / "train.py"), str(tmp_path)]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    ranks = [_npz(tmp_path / f"rank{r}.npz") for r in range(WORLD)]
+    namespace: dict = {}
+    exec(compile(_TBPTT_COMMON, "common_tbptt", "exec"), namespace)
+    x, y = namespace["series"]()
+    model = namespace["make_model"]()
+    history = model.fit(x, y, tbptt=(3, 6), epochs=2, verbose=0)
+    for i, w in enumerate(model.get_weights()):
+        assert np.array_equal(ranks[0][f"arr_{i}"], ranks[1][f"arr_{i}"])
+        np.testing.assert_allclose(ranks[0][f"arr_{i}"], w, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(ranks[0]["loss"], history.history["loss"], rtol=1e-5)

@@ -253,7 +253,8 @@ def test_report_text_and_json():
     assert data["findings"][0] == {
         "check": "non-finite-values", "severity": "error",
         "message": report.findings[0].message, "suggestion": report.findings[0].suggestion,
-        "where": {"array": "x", "count": 1, "positions": [{"row": 0, "step": 0, "feature": 0}]}}
+        "where": {"array": "x", "count": 1, "kinds": {"NaN": 1, "inf": 0},
+                  "positions": [{"row": 0, "step": 0, "feature": 0}]}}
     text = str(report)
     assert text.startswith("rnnkit doctor: 1 error, 0 warnings")
     assert "ERROR   [non-finite-values] x holds 1 non-finite values" in text

@@ -425,6 +425,33 @@ def test_use_cudnn_chooses_or_refuses_the_native_kernel():
         layers.LSTM(H, implementation=3)
 
 
+def test_use_cudnn_holds_inside_bidirectional_and_stacked(monkeypatch):
+    """The wrappers hand the engine what each layer asks for itself: use_cudnn=True runs both
+    directions in one native call even in training on CPU (where auto would take the compiled
+    loop), use_cudnn=False keeps them off native even where auto would take it (inference)."""
+    from rnnkit.engine import native
+
+    calls = []
+    run_layers = native.run_layers
+    monkeypatch.setattr(native, "run_layers",
+                        lambda cells, *a, **k: calls.append(len(cells)) or run_layers(cells, *a, **k))
+    x = _x()
+    on = layers.Bidirectional(layers.LSTM(H, use_cudnn=True, return_sequences=True))
+    on(x)
+    assert calls == [2] and on.forward_layer.last_kernel == "native"
+    off = layers.Bidirectional(layers.LSTM(H, use_cudnn=False, return_sequences=True))
+    auto = layers.Stacked([layers.LSTM(H, return_sequences=True), layers.LSTM(H)])
+    with torch.no_grad():
+        off(x), auto(x)
+        calls.clear()
+        off(x)
+        assert calls == [] and off.forward_layer.last_kernel == "compiled"
+        auto(x)  # inference: auto runs LSTM on native, so one call for the stack
+        assert calls == [2] and auto.layers[1].last_kernel == "native"
+    auto(x)  # training on CPU: auto runs each LSTM on the compiled loop
+    assert calls == [2] and auto.layers[1].last_kernel == "compiled"
+
+
 def test_unknown_arguments_are_named():
     with pytest.raises(TypeError, match="use_cudnn"):
         layers.SimpleRNN(H, use_cudnn=True)  # not a SimpleRNN argument in Keras either

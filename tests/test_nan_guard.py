@@ -1,6 +1,5 @@
 """fit's NaN guard: roll back, stop or raise on a non-finite loss, gradient or weight."""
 
-import sys
 import types
 
 import numpy as np
@@ -12,6 +11,7 @@ from rnnkit.callbacks import NonFiniteError, NonFiniteWarning
 from rnnkit.errors import ConfigError
 from rnnkit.models import Sequential
 from rnnkit.optimizers import SGD
+from rnnkit.training import guard
 
 
 class Sqrt(layers.Layer):
@@ -96,7 +96,7 @@ def test_a_diverging_run_gives_up_after_max_rollbacks():
     assert all(bool(torch.isfinite(p).all()) for p in model.parameters())
 
 
-def test_the_doctor_findings_are_in_the_report(monkeypatch):
+def test_the_doctor_findings_are_in_the_report():
     class Finding:
         check, severity = "non-finite-values", "error"
         message, suggestion = "x has a negative entry under sqrt.", "drop the row."
@@ -107,10 +107,14 @@ def test_the_doctor_findings_are_in_the_report(monkeypatch):
         seen.append(tuple(x.shape))
         return types.SimpleNamespace(findings=[Finding()])
 
-    monkeypatch.setitem(sys.modules, "rnnkit.diagnosis", types.SimpleNamespace(doctor=doctor))
-    x, y = data(bad_batches=(1,))
-    with pytest.warns(NonFiniteWarning, match=r"the doctor finds:\n  - \[non-finite-values\] x has"):
-        make_model().fit(x, y, batch_size=4, shuffle=False, verbose=0)
+    real = guard.register_doctor(doctor)
+    try:
+        x, y = data(bad_batches=(1,))
+        with pytest.warns(NonFiniteWarning,
+                          match=r"the doctor finds:\n  - \[non-finite-values\] x has"):
+            make_model().fit(x, y, batch_size=4, shuffle=False, verbose=0)
+    finally:
+        guard.register_doctor(real)
     assert seen == [(4, 4, 2)]
 
 

@@ -9,11 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rnnkit import cli, layers, optional
+from rnnkit import cli, layers, optional, plots
 from rnnkit.errors import MissingDependencyError, RnnkitError
 from rnnkit.interop import load_keras
 from rnnkit.models import Sequential
-from rnnkit.tasks import plots
 
 PYPROJECT = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
 
@@ -42,6 +41,15 @@ def test_a_run_without_matplotlib_skips_its_plots_with_one_line(monkeypatch, cap
     err = capsys.readouterr().err
     assert err == ("rnnkit: plots skipped (matplotlib is not installed): "
                    "pip install 'rnnkit[plots]'\n")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_doctor_figure_without_matplotlib_says_how_to_install(monkeypatch, tmp_path):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    with pytest.raises(MissingDependencyError,
+                       match=r"plotting needs the optional package 'matplotlib', which is not "
+                             r"installed: pip install 'rnnkit\[plots\]'"):
+        plots.plot_history({"loss": [1.0, 0.5]}, tmp_path / "history.png")
     assert list(tmp_path.iterdir()) == []
 
 

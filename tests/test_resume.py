@@ -195,7 +195,7 @@ def test_checkpoint_argument_errors(tmp_path):
         model.fit(x, y, verbose=0, checkpoint_every=5)
     with pytest.raises(ConfigError, match="checkpoint_every must be a positive integer"):
         model.fit(x, y, verbose=0, checkpoint_dir=tmp_path / "a", checkpoint_every=0)
-    with pytest.raises(ConfigError, match="need array data"):
+    with pytest.raises(ConfigError, match=r"need data that can say where it is: .* x is a list"):
         model.fit([(x[:8], y[:8])], verbose=0, checkpoint_dir=tmp_path / "b")
     with pytest.raises(ConfigError, match="seed must be a non-negative integer"):
         model.fit(x, y, verbose=0, seed=-1)
@@ -210,3 +210,84 @@ def test_pack_and_unpack_keep_tensors_and_integer_keys():
     assert restored["state"][0]["step"] == 3
     assert torch.equal(restored["state"][0]["m"], torch.arange(3.0))
     assert restored["groups"] == [{"lr": 0.1, "betas": [0.9, 0.99]}]
+
+
+# -- streamed data ----------------------------------------------------------------------------
+class RandomBatches:
+    """Batches that can say where they are, as torch's stateful loaders do: a pass of
+    ``batches`` batches (endless with None) drawn by the object's own numpy RNG; state_dict()
+    holds the RNG's state and the position in the pass."""
+
+    def __init__(self, seed=0, batches=6):
+        self.rng, self.batches, self.position = np.random.default_rng(seed), batches, 0
+
+    def __iter__(self):
+        while self.batches is None or self.position < self.batches:
+            x = self.rng.normal(size=(8, 5, 3)).astype("float32")
+            self.position += 1
+            yield x, x[:, -1, :1] * 2.0
+        self.position = 0
+
+    def state_dict(self):
+        return {"rng": self.rng.bit_generator.state, "position": self.position}
+
+    def load_state_dict(self, state):
+        self.rng.bit_generator.state, self.position = state["rng"], state["position"]
+
+
+def _built():
+    """Built up front (a stream has no array to build from at resume), with the same weights."""
+    torch.manual_seed(0)
+    model = make_model()
+    model.build((None, 5, 3))
+    return model
+
+
+@pytest.mark.parametrize("steps_per_epoch, batches", [(None, 6), (4, None)])
+def test_a_generator_that_says_where_it_is_resumes_exactly(tmp_path, steps_per_epoch, batches):
+    args = dict(epochs=3, verbose=0, steps_per_epoch=steps_per_epoch)
+    straight = _built()
+    straight.fit(RandomBatches(batches=batches), seed=2, **args)
+    crashed = _built()
+    with pytest.raises(KeyboardInterrupt):
+        crashed.fit(RandomBatches(batches=batches), seed=2, checkpoint_dir=tmp_path / "ck",
+                    checkpoint_every=2, callbacks=[Crash(11)], **args)
+    info = json.loads((tmp_path / "ck" / "training.json").read_text())
+    assert info["step"] > 0  # mid-epoch
+    resumed = _built()
+    history = resumed.fit(RandomBatches(batches=batches), resume=tmp_path / "ck", **args)
+    assert same(weights(straight), weights(resumed))
+    assert history.history == straight.history.history
+
+
+def test_a_plain_generator_is_refused_before_training(tmp_path):
+    x, y = data()
+    model = make_model()
+
+    def batches():
+        yield x[:8], y[:8]
+
+    with pytest.raises(ConfigError, match=r"need data that can say where it is: .* x is a "
+                                          r"generator, which cannot"):
+        model.fit(batches(), verbose=0, checkpoint_dir=tmp_path / "ck")
+    assert not model.built  # refused before a single step
+
+
+def test_a_format_1_checkpoint_still_resumes(tmp_path):
+    """Checkpoints written before the feed had a state stored the epoch's order."""
+    x, y = data()
+    args = dict(batch_size=8, epochs=2, verbose=0)
+    straight = make_model()
+    straight.fit(x, y, seed=4, **args)
+    crashed = make_model()
+    with pytest.raises(KeyboardInterrupt):
+        crashed.fit(x, y, seed=4, checkpoint_dir=tmp_path / "ck", checkpoint_every=1,
+                    callbacks=[Crash(8)], **args)
+    path = tmp_path / "ck" / "training.json"
+    info = json.loads(path.read_text())
+    assert info["format_version"] == 2 and info["step"] == 1
+    info["format_version"], info["order"] = 1, info.pop("feed")["order"]
+    path.write_text(json.dumps(info))
+    resumed = make_model()
+    resumed.fit(x, y, resume=tmp_path / "ck", **args)
+    assert same(weights(straight), weights(resumed))

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from rnnkit import layers, regularizers
+from rnnkit import layers, regularizers, storage
 from rnnkit.errors import ChecksumError, ConfigError, DataFormatError, NotBuiltError
 from rnnkit.models import Model, Sequential, load_model, persistence
 from rnnkit.training.guard import NonFiniteError
@@ -150,7 +150,7 @@ def test_crash_while_writing_leaves_the_previous_checkpoint(tmp_path, monkeypatc
     expected = model(X)
     with torch.no_grad():
         model.layers[1].bias.add_(1.0)
-    real_write = persistence._write_synced
+    real_write = storage._write_synced
     calls = []
 
     def crash_on_second_file(p, data):
@@ -159,7 +159,7 @@ def test_crash_while_writing_leaves_the_previous_checkpoint(tmp_path, monkeypatc
             raise OSError("disk full")
         real_write(p, data)
 
-    monkeypatch.setattr(persistence, "_write_synced", crash_on_second_file)
+    monkeypatch.setattr(storage, "_write_synced", crash_on_second_file)
     with pytest.raises(OSError, match="disk full"):
         model.save(path)
     monkeypatch.undo()
@@ -179,7 +179,7 @@ def test_crash_between_the_renames_is_recovered_from_the_backup(tmp_path, monkey
             raise OSError("power cut")
         real_rename(src, dst)
 
-    monkeypatch.setattr(persistence.os, "rename", crash_on_second_rename)
+    monkeypatch.setattr(storage.os, "rename", crash_on_second_rename)
     with pytest.raises(OSError, match="power cut"):
         model.save(path)
     monkeypatch.undo()
@@ -239,13 +239,19 @@ def test_weights_file_errors(tmp_path):
         small.load_weights(path)
 
 
-def test_keras_files_go_to_the_keras_loader(tmp_path, monkeypatch):
+def test_keras_files_go_to_the_keras_loader(tmp_path):
     from rnnkit.interop import keras_file
 
+    with pytest.raises(FileNotFoundError, match=r"load_keras: no such file: .*a\.keras"):
+        load_model(tmp_path / "a.keras")  # registered by rnnkit.interop at import
     seen = []
-    monkeypatch.setattr(keras_file, "load_keras", lambda p: seen.append(str(p)) or "model")
-    assert load_model(tmp_path / "a.keras") == "model"
-    assert load_model(tmp_path / "b.weights.h5") == "model"
+    persistence.register_loader((".keras", ".weights.h5"),
+                                lambda p: seen.append(str(p)) or "model")
+    try:
+        assert load_model(tmp_path / "a.keras") == "model"
+        assert load_model(tmp_path / "b.weights.h5") == "model"
+    finally:
+        persistence.register_loader((".keras", ".weights.h5"), keras_file.load_keras)
     assert seen == [str(tmp_path / "a.keras"), str(tmp_path / "b.weights.h5")]
 
 

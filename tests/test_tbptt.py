@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from rnnkit import layers, optimizers
+from rnnkit import constraints, layers, optimizers
 from rnnkit.errors import ConfigError, ShapeError
 from rnnkit.interop import to_torch
 from rnnkit.models import Sequential
@@ -123,3 +123,137 @@ def test_tbptt_errors():
     with pytest.raises(ConfigError, match=r"has no recurrent layer"):
         dense.fit(np.zeros((2, 4, 3), "float32"), np.zeros((2, 4, 1), "float32"), tbptt=2,
                   verbose=0)
+
+
+# -- TBPTT is fit's loop: one train step, the guard, precision, checkpoints --------------------
+def _dropout_model(seed=0):
+    torch.manual_seed(seed)
+    model = Sequential([layers.GRU(5, return_sequences=True, dropout=0.2), layers.Dense(1)])
+    model.build((None, None, 3))
+    model.compile(optimizers.SGD(LR), "mse")
+    return model
+
+
+@pytest.mark.parametrize("weights", [None, "per series", "per step"])
+def test_a_window_as_long_as_the_series_is_plain_fit(weights):
+    """TBPTT(T) on series of T steps is fit on the B series as one batch: the same weights,
+    bit for bit (dropout masks and sample weights included), epoch after epoch."""
+    x, y = _series(16, batch=3)
+    sample_weight = {None: None, "per series": torch.tensor([1.0, 0.5, 2.0]),
+                     "per step": (torch.arange(16) % 3 != 0).float().expand(3, 16)}[weights]
+    windowed, plain = _dropout_model(), _dropout_model()
+    torch.manual_seed(4)
+    h1 = windowed.fit(x, y, tbptt=16, epochs=3, verbose=0, sample_weight=sample_weight)
+    torch.manual_seed(4)
+    h2 = plain.fit(x, y, batch_size=3, shuffle=False, epochs=3, verbose=0,
+                   sample_weight=sample_weight)
+    assert all(torch.equal(p, q) for p, q in zip(windowed.parameters(), plain.parameters()))
+    assert h1.history == h2.history
+
+
+class Sqrt(layers.Layer):
+    """sqrt(x): NaN where an input is negative."""
+
+    def forward(self, x):
+        return torch.sqrt(x)
+
+
+def test_the_nan_guard_rolls_back_a_window():
+    from rnnkit.callbacks import NonFiniteWarning
+
+    torch.manual_seed(0)
+    model = Sequential([Sqrt(input_shape=(None, 3)), layers.GRU(4, return_sequences=True),
+                        layers.Dense(1)])
+    model.compile(optimizers.SGD(LR), "mse")
+    x, y = _series(24)
+    x = x.abs()
+    x[0, 13, 1] = -1.0  # window 2 of TBPTT(6): steps 12..17
+    before = [p.detach().clone() for p in model.parameters()]
+    with pytest.warns(NonFiniteWarning, match=r"non-finite loss at epoch 1, batch 2: rolled back"
+                                              r".*learning rate 0\.1 -> 0\.05"):
+        history = model.fit(x, y, tbptt=6, verbose=0)
+    (event,) = history.nan_events
+    assert (event.epoch, event.batch, event.what) == (0, 2, "loss")
+    assert all(bool(torch.isfinite(p).all()) for p in model.parameters())
+    assert not all(torch.equal(p, q) for p, q in zip(before, model.parameters()))  # trained on
+    assert np.isfinite(history.history["loss"][0])
+
+
+def test_bf16_runs_under_tbptt():
+    x, y = _series(24)
+    full, low = _model(), _model()
+    low.compile(optimizers.SGD(LR), "mse", precision="bf16")
+    start = [p.detach().clone() for p in full.parameters()]
+    h32 = full.fit(x, y, tbptt=(6, 12), epochs=2, verbose=0)
+    h16 = low.fit(x, y, tbptt=(6, 12), epochs=2, verbose=0)
+    assert h16.history["loss"] != h32.history["loss"]  # autocast ran
+    for p0, p32, p16 in zip(start, full.parameters(), low.parameters()):
+        moved = (p32 - p0).abs().max()
+        assert (p16 - p32).abs().max() <= 5e-2 * moved + 1e-6  # TOLERANCES["bf16"]["gradients"]
+
+
+class Crash(Exception):
+    pass
+
+
+def test_a_crashed_tbptt_run_resumes_to_the_same_weights(tmp_path):
+    """Killed after window 5 of 8 in the second epoch (k2 = 2·k1: two carried states saved)."""
+    from rnnkit.callbacks import Callback
+
+    class CrashAfter(Callback):
+        def __init__(self, after):
+            super().__init__()
+            self.after, self.seen = after, 0
+
+        def on_train_batch_end(self, batch, logs=None):
+            self.seen += 1
+            if self.seen == self.after:
+                raise Crash
+
+    x, y = _series(32, batch=3)
+    args = dict(tbptt=(4, 8), epochs=3, verbose=0, validation_data=(x[:2], y[:2]))
+    straight = _dropout_model()
+    torch.manual_seed(1)
+    straight.fit(x, y, **args)
+    crashed = _dropout_model()
+    torch.manual_seed(1)
+    with pytest.raises(Crash):
+        crashed.fit(x, y, checkpoint_dir=tmp_path / "ck", checkpoint_every=1,
+                    callbacks=[CrashAfter(13)], **args)
+    resumed = _dropout_model(seed=9)  # other initial weights: all come from the checkpoint
+    history = resumed.fit(x, y, resume=tmp_path / "ck", **args)
+    assert all(torch.equal(p, q) for p, q in zip(straight.parameters(), resumed.parameters()))
+    assert history.history == straight.history.history
+    assert not resumed.layers[0].stateful and resumed.layers[0].states is None
+
+
+def test_constraints_hold_after_every_tbptt_window():
+    """Keras applies a constraint after every optimizer step: under TBPTT that is every window."""
+    from rnnkit.training.callbacks import Callback
+
+    torch.manual_seed(0)
+    gru = layers.GRU(5, return_sequences=True, kernel_constraint="non_neg",
+                     recurrent_constraint=constraints.MaxNorm(0.3))
+    model = Sequential([gru, layers.Dense(1)])
+    model.build((None, None, 3))
+    model.compile(optimizers.SGD(1.0), "mse")
+    seen = []
+
+    class Watch(Callback):
+        def on_train_batch_end(self, step, logs=None):
+            # torch's (G·H, H) is Keras's (H, G·H) transposed: Keras's axis 0 is a row here
+            w_ih, w_hh = gru.cell.weight_ih.detach(), gru.cell.weight_hh.detach()
+            seen.append((float(w_ih.min()), float(w_hh.norm(dim=1).max())))
+
+    x, y = _series(12)
+    model.fit(x.numpy(), y.numpy(), tbptt=(4, 4), epochs=2, verbose=0, callbacks=[Watch()])
+    assert len(seen) == 6  # 3 windows a pass, 2 passes
+    assert all(low >= 0 and norm <= 0.3 + 1e-6 for low, norm in seen), seen
+
+
+def test_tbptt_refuses_what_it_cannot_cut():
+    model = _model()
+    x, y = _series(12)
+    with pytest.raises(ConfigError, match=r"tbptt cuts arrays .* neither a generator nor "
+                                          r"steps_per_epoch"):
+        model.fit(x, y, tbptt=4, steps_per_epoch=2, verbose=0)

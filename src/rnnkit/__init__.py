@@ -7,6 +7,7 @@ from . import (
     datasets,
     engine,
     errors,
+    interop,
     layers,
     losses,
     metrics,
@@ -15,10 +16,9 @@ from . import (
     regularizers,
 )
 from .diagnosis import doctor
-
-__version__ = "0.1.0"
+from .version import __version__
 
 __all__ = [
-    "cells", "data", "datasets", "engine", "errors", "layers", "models", "losses", "metrics",
+    "cells", "data", "datasets", "engine", "errors", "interop", "layers", "models", "losses", "metrics",
     "optimizers", "regularizers", "callbacks", "doctor", "__version__",
 ]

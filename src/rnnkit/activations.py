@@ -61,3 +61,8 @@ def name_of(fn) -> str:
         if f is fn:
             return name
     return getattr(fn, "__name__", repr(fn))
+
+
+def registered_name(fn) -> str | None:
+    """The name ``fn`` is registered under, or None for a callable rnnkit does not name."""
+    return next((name for name, f in _BY_NAME.items() if f is fn), None)

@@ -16,6 +16,7 @@ import tomllib
 import typing
 from pathlib import Path
 
+from .diagnosis import Finding, Report, diagnose
 from .errors import ConfigError, RnnkitError
 from .tasks import runs, specs
 
@@ -29,7 +30,10 @@ _HELP = {
     "horizon": "number of future values to predict", "delay": "rows skipped before the horizon",
     "season": "season length in rows for the seasonal naive baseline",
     "decoder": "decoder spec for seq2seq (simple, lstm or gru)",
-    "resume": "continue an interrupted run from its checkpoint directory (OUT/checkpoint)",
+    "resume": "continue the run in this directory (its --out) exactly where it stopped; reads "
+              "its config.json, so no other option is needed (options that contradict it are "
+              "refused; --epochs may continue it further)",
+    "checkpoint_every": "optimizer steps between training checkpoints (0: after every epoch)",
     "seed": "seeds Python, numpy and torch (weights, data order)",
     "sample_length": "generate: characters sampled per temperature for metrics.json",
     "threads": "torch CPU threads (0: torch's default); 1 on a busy shared machine",
@@ -118,7 +122,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train_options(sub.add_parser("train", help="train a model and write a run directory"))
     doctor = sub.add_parser("doctor", help="run the NaN-loss checklist on what train would fit")
     _add_train_options(doctor)
-    doctor.add_argument("--json", action="store_true", help="print the report as JSON")
+    doctor.add_argument("--json", action="store_true", help="print the report as JSON, always "
+                        "(an unreadable input is an error finding); exit code 1 when an error or "
+                        "warning is found, 0 when none")
     doctor.add_argument("--probe-steps", type=int, default=20)
     evaluate = sub.add_parser("evaluate", help="metrics of a run on data (metrics.json shape)")
     evaluate.add_argument("run_dir")
@@ -145,9 +151,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def train_config(args: argparse.Namespace) -> runs.TrainConfig:
-    """Defaults, then the TOML file, then the flags given on the command line."""
+    """Defaults, then the TOML file, then the flags given on the command line; with --resume
+    DIR, the run's saved options (which the others may not contradict)."""
     options = load_config(args.config) if getattr(args, "config", None) else {}
     options.update({k: v for k, v in vars(args).items() if k in _FIELDS})
+    if options.get("resume"):
+        cfg = runs.resume_config(options["resume"], options)
+        return dataclasses.replace(cfg, **{k: options[k] for k in runs.RESUME_MAY_CHANGE
+                                           if k in options and k != "resume"})
     return runs.TrainConfig(**options)
 
 
@@ -164,15 +175,23 @@ def cmd_train(args) -> None:
     _say(args, json.dumps(run.metrics["model"], indent=1))
 
 
-def cmd_doctor(args) -> None:
-    from .diagnosis import diagnose
-
-    cfg = train_config(args)
-    ready = runs.prepare(cfg)
-    report = diagnose(ready.model, ready.data["x"], ready.data["y"], batch_size=cfg.batch_size,
-                      validation_data=ready.data["validation_data"],
-                      probe_steps=args.probe_steps, source=ready.source)
+def cmd_doctor(args) -> int:
+    """The report on what train would fit, every check at once: a broken data file is read
+    anyway (each bad cell listed). Exit code 1 when an error or warning was found, else 0;
+    ``--json`` prints JSON whatever happens, an unreadable input as an error finding."""
+    try:
+        cfg = train_config(args)
+        ready = runs.prepare(cfg, for_doctor=True)
+        report = diagnose(ready.model, ready.data["x"], ready.data["y"], batch_size=cfg.batch_size,
+                          validation_data=ready.data["validation_data"],
+                          probe_steps=args.probe_steps, source=ready.source)
+    except (RnnkitError, FileNotFoundError) as e:
+        if not args.json:
+            raise
+        report = Report([Finding("input", "error", f"the doctor could not read what train "
+                                 f"would fit: {e}", "fix the data file or the options named")])
     print(report.to_json() if args.json else str(report))
+    return 1 if report.errors or report.warnings else 0
 
 
 def cmd_evaluate(args) -> None:
@@ -213,20 +232,20 @@ COMMANDS = {"train": cmd_train, "doctor": cmd_doctor, "evaluate": cmd_evaluate,
             "predict": cmd_predict, "generate": cmd_generate, "export": cmd_export}
 
 
-def run(argv: list[str] | None = None) -> None:
-    """Parse ``argv`` and run the command; user errors raise (see :func:`main`)."""
+def run(argv: list[str] | None = None) -> int:
+    """Parse ``argv`` and run the command; user errors raise (see :func:`main`). Returns the
+    exit code (doctor: 1 when it found something)."""
     args = build_parser().parse_args(argv)
-    COMMANDS[args.command](args)
+    return COMMANDS[args.command](args) or 0
 
 
 def main(argv: list[str] | None = None) -> int:
     """The console script: user errors print ``rnnkit: error: ...`` and return 2."""
     try:
-        run(argv)
+        return run(argv)
     except (RnnkitError, FileNotFoundError) as e:
         print(f"rnnkit: error: {e}", file=sys.stderr)
         return 2
-    return 0
 
 
 if __name__ == "__main__":

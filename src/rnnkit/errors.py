@@ -35,6 +35,10 @@ class ChecksumError(RnnkitError, ValueError):
     """A downloaded or cached file does not have the expected sha256."""
 
 
+class NonFiniteError(RnnkitError, FloatingPointError):
+    """A loss, gradient or weight became NaN or inf (or NaN weights were about to be saved)."""
+
+
 def where(name: str | None) -> str:
     return f"{name}: " if name else ""
 

@@ -337,12 +337,17 @@ def get(init, where: str = "initializer") -> Callable[[Tensor], Tensor]:
                       "callable that fills a tensor in place")
 
 
+def registered_name(fn) -> str | None:
+    """The name ``fn`` is registered under, or None for a callable rnnkit does not name."""
+    return next((name for name, f in _BY_NAME.items() if f is fn), None)
+
+
 def serialize(init) -> str | dict | None:
     """A name for the named functions, ``{"class_name", "config"}`` for an Initializer; None if
     neither (a user's function cannot be written as JSON)."""
-    for name, fn in _BY_NAME.items():
-        if fn is init:
-            return name
+    name = registered_name(init)
+    if name is not None:
+        return name
     if isinstance(init, Initializer) and CLASSES.get(type(init).__name__) is type(init):
         return {"class_name": type(init).__name__, "config": init.get_config()}
     return None

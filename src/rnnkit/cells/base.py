@@ -11,16 +11,42 @@ and computes one step ``step(xw_t, state, h_lags) -> (y_t, new_state)`` where
   state  tuple     the state after step t-1; ``state[0]`` is h_{t-1} (B, H),
   h_lags (B, K·H)  [h_{t-l} for l in lags] concatenated (the engine keeps that history).
 Loops, masks, direction, dilation and the lag history belong to the engine.
+
+A gated cell hands its gate activations to ``report_gates`` from inside ``step``; that costs
+nothing unless the engine is observing the scan (``engine.options(observe=...)``), which is how
+diagnosis reads gate values from the step that computed them.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Iterator
+from contextvars import ContextVar
 
 import torch
 from torch import Tensor, nn
 
 State = tuple[Tensor, ...]
+_GATES: ContextVar[dict | None] = ContextVar("rnnkit_reported_gates", default=None)
+
+
+def report_gates(**gates: Tensor) -> None:
+    """Called by a cell's ``step`` with its gate activations, each (B, H)."""
+    sink = _GATES.get()
+    if sink is not None:
+        sink.update(gates)
+
+
+@contextlib.contextmanager
+def gates_reported() -> Iterator[dict[str, Tensor]]:
+    """Within: the gates every ``step`` reports land in the yielded dict (the engine clears it)."""
+    sink: dict[str, Tensor] = {}
+    token = _GATES.set(sink)
+    try:
+        yield sink
+    finally:
+        _GATES.reset(token)
 
 
 def normalize_lags(lags) -> tuple[int, ...]:

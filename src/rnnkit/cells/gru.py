@@ -24,7 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from .. import activations
-from .base import Cell, State
+from .base import Cell, State, report_gates
 
 
 class GRUCell(Cell):
@@ -59,6 +59,7 @@ class GRUCell(Cell):
             hr, hz = (h_lags @ w_rz.t()).split(hs, dim=1)
             r, z = sig(xr + hr), sig(xz + hz)
             n = act(xn + (r.repeat(1, self.num_lags) * h_lags) @ w_n.t())
+        report_gates(r=r, z=z)
         h = (1 - z) * n + z * h_prev
         return h, (h,)
 

@@ -26,7 +26,7 @@ import torch
 from torch import Tensor, nn
 
 from .. import activations
-from .base import Cell, State
+from .base import Cell, State, report_gates
 
 PEEPHOLES = (None, "full", "diagonal")
 
@@ -86,12 +86,17 @@ class LSTMCell(Cell):
             zf, zg, zo = z.split(hs, dim=1)
             f = sig(zf)
             c = f * c_prev + (1 - f) * act(zg)
+            gates = {"f": f}
         else:
             zi, zf, zg, zo = z.split(hs, dim=1)
-            c = sig(zf) * c_prev + sig(zi) * act(zg)
+            i, f = sig(zi), sig(zf)
+            c = f * c_prev + i * act(zg)
+            gates = {"i": i, "f": f}
         if self.peephole is not None:
             zo = zo + self.peep(self.peep_out, c)
-        h = sig(zo) * act(c)
+        o = sig(zo)
+        report_gates(**gates, o=o)
+        h = o * act(c)
         return h, (h, c)
 
     def extra_repr(self) -> str:

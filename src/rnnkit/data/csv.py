@@ -4,6 +4,10 @@ Line numbers are 1-based lines of the file, the header being line 1. A ``.zip`` 
 first ``.csv`` member inside it. Blank lines are skipped; anything else that is not a finite number
 in a numeric column (text, an empty cell, ``nan``, ``inf``), a missing column, a short row or an
 empty file raises :class:`DataFormatError`.
+
+``bad_cells="keep"`` reads such a file anyway, for a report on all of its problems (the doctor):
+every cell of a numeric column that is not a finite number becomes NaN in ``values`` and is
+listed in ``Table.bad_cells`` with its line, column and text (a short row's missing cells too).
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import itertools
 import re
 import zipfile
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -38,6 +42,30 @@ class Table:
     values: np.ndarray
     text: dict[str, list[str]]
     lines: np.ndarray
+    bad_cells: list[BadCell] = field(default_factory=list)  # with bad_cells="keep" only
+
+
+@dataclass(frozen=True)
+class BadCell:
+    """A cell of a numeric column that holds no finite number: where, and what it holds."""
+
+    line: int
+    column: str
+    text: str | None  # None: the row ends before this column
+
+    @property
+    def kind(self) -> str:
+        """'empty', 'missing' (a short row), 'nan', 'inf' or 'text'."""
+        if self.text is None:
+            return "missing"
+        cell = self.text.strip()
+        if not cell:
+            return "empty"
+        try:
+            value = float(cell)
+        except ValueError:
+            return "text"
+        return "nan" if value != value else "inf"
 
 
 @contextlib.contextmanager
@@ -60,12 +88,16 @@ def open_text(path: str | Path) -> Iterator[tuple[io.TextIOBase, str]]:
 
 
 def iter_chunks(path: str | Path, numeric: Sequence[str] | None = None, text: Sequence[str] = (),
-                chunk_rows: int = 1 << 16) -> Iterator[Table]:
+                chunk_rows: int = 1 << 16, bad_cells: str = "raise") -> Iterator[Table]:
     """Reads the file ``chunk_rows`` rows at a time; each chunk is a :class:`Table`.
 
     ``numeric`` names the columns to parse as finite floats (default: every column not in
-    ``text``); ``text`` names columns kept as strings. Other columns are ignored.
+    ``text``); ``text`` names columns kept as strings. Other columns are ignored. ``bad_cells``:
+    'raise' (default) or 'keep' (see the module docstring).
     """
+    if bad_cells not in ("raise", "keep"):
+        raise ValueError(f"bad_cells must be 'raise' or 'keep', got {bad_cells!r}")
+    keep = bad_cells == "keep"
     with open_text(path) as (stream, source):
         reader = csv.reader(stream)
         header = _header(reader, source)
@@ -75,28 +107,30 @@ def iter_chunks(path: str | Path, numeric: Sequence[str] | None = None, text: Se
         for row in reader:
             if not row:
                 continue
-            _check_width(row, header, source, reader.line_num)
-            rows.append([row[i] for i in idx])
+            if not (keep and len(row) < len(header)):
+                _check_width(row, header, source, reader.line_num)
+            rows.append([row[i] if i < len(row) else None for i in idx])
             lines.append(reader.line_num)
             total += 1
             if len(rows) == chunk_rows:
-                yield _parse(rows, lines, numeric, list(text), source)
+                yield _parse(rows, lines, numeric, list(text), source, keep)
                 rows, lines = [], []
         if rows:
-            yield _parse(rows, lines, numeric, list(text), source)
+            yield _parse(rows, lines, numeric, list(text), source, keep)
         if total == 0:
             raise DataFormatError(f"{source}: no data rows after the header")
 
 
 def read_table(path: str | Path, numeric: Sequence[str] | None = None,
-               text: Sequence[str] = ()) -> Table:
+               text: Sequence[str] = (), bad_cells: str = "raise") -> Table:
     """The whole file as one :class:`Table` (see :func:`iter_chunks`)."""
-    chunks = list(iter_chunks(path, numeric, text))
+    chunks = list(iter_chunks(path, numeric, text, bad_cells=bad_cells))
     first = chunks[0]
     return Table(first.source, first.columns,
                  np.concatenate([c.values for c in chunks]),
                  {k: [s for c in chunks for s in c.text[k]] for k in first.text},
-                 np.concatenate([c.lines for c in chunks]))
+                 np.concatenate([c.lines for c in chunks]),
+                 [cell for c in chunks for cell in c.bad_cells])
 
 
 def parse_timestamps(table: Table, column: str, pattern: str) -> np.ndarray:
@@ -150,21 +184,33 @@ def _check_width(row: list[str], header: list[str], source: str, line: int) -> N
 
 
 def _parse(rows: list[list[str]], lines: list[int], numeric: list[str], text: list[str],
-           source: str) -> Table:
+           source: str, keep: bool = False) -> Table:
     """Rows of cells (numeric columns first, then text) -> a Table; (R, C) float64 values."""
     n = len(numeric)
     cells = itertools.chain.from_iterable(r[:n] for r in rows)
     try:
         values = np.fromiter(map(float, cells), np.float64, len(rows) * n).reshape(len(rows), n)
-    except ValueError:
-        raise _non_number_error(rows, lines, numeric, source) from None
+    except (ValueError, TypeError):
+        if not keep:
+            raise _non_number_error(rows, lines, numeric, source) from None
+        values = np.array([[_number_or_nan(c) for c in r[:n]] for r in rows],
+                          dtype=np.float64).reshape(len(rows), n)
     bad = np.argwhere(~np.isfinite(values))
-    if len(bad):
+    if len(bad) and not keep:
         i, j = bad[0]
         raise bad_cell(source, lines[i], numeric[j],
                        f"expected a finite number, got {rows[i][j]!r}")
-    texts = {c: [r[n + k] for r in rows] for k, c in enumerate(text)}
-    return Table(source, numeric, values, texts, np.asarray(lines))
+    found = [BadCell(int(lines[i]), numeric[j], rows[i][j]) for i, j in bad]
+    values[~np.isfinite(values)] = np.nan  # inf cells too: every bad cell reads as NaN
+    texts = {c: [r[n + k] or "" for r in rows] for k, c in enumerate(text)}
+    return Table(source, numeric, values, texts, np.asarray(lines), found)
+
+
+def _number_or_nan(cell: str | None) -> float:
+    try:
+        return float(cell)
+    except (TypeError, ValueError):
+        return np.nan
 
 
 def _non_number_error(rows: list[list[str]], lines: list[int], columns: list[str],

@@ -83,6 +83,11 @@ class WindowDataset:
     the last anchor whose targets exist. A fitted ``normalizer`` is applied to every batch, so the
     data itself can stay raw and on disk (``np.memmap``).
 
+    It says where it is, so a run on it resumes exactly (``fit(checkpoint_dir=...)``):
+    ``state_dict()`` between batches gives the shuffling RNG's state at the start of the current
+    pass and how many of its batches went; after ``load_state_dict``, the next pass draws the same
+    order and continues with the next batch. One pass at a time.
+
     >>> ds = WindowDataset(np.arange(20.0).reshape(10, 2), lookback=4, delay=0, step=2, target=1)
     >>> x, y = next(iter(ds)); x.shape, y[:2].tolist()
     ((6, 2, 2), [9.0, 11.0])
@@ -107,6 +112,8 @@ class WindowDataset:
         self.offsets = np.arange(-lookback, 0, step)
         self.delay = delay
         self._rng = np.random.default_rng(seed)
+        self._pass_rng: dict | None = None  # the RNG's state when the current pass began
+        self._position = 0  # batches of the current pass handed out
 
     def __len__(self) -> int:
         return -(-len(self.anchors) // self.batch_size)
@@ -116,9 +123,27 @@ class WindowDataset:
 
     def batches(self, shuffle: bool = False) -> Iterator[Batch]:
         """One pass over all windows, in anchor order unless ``shuffle``."""
+        if self._pass_rng is None:
+            self._pass_rng, self._position = self._rng.bit_generator.state, 0
+        else:  # a pass put back by load_state_dict: the same order, from the next batch
+            self._rng.bit_generator.state = self._pass_rng
         order = self._rng.permutation(self.anchors) if shuffle else self.anchors
-        for i in range(0, len(order), self.batch_size):
+        while self._position * self.batch_size < len(order):
+            i = self._position * self.batch_size
+            self._position += 1
             yield self.window(order[i:i + self.batch_size])
+        self._pass_rng, self._position = None, 0
+
+    def state_dict(self) -> dict:
+        """Where the iteration is (see the class docstring); JSON values only."""
+        rng = self._rng.bit_generator.state if self._pass_rng is None else self._pass_rng
+        return {"rng": rng, "position": self._position}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Continue from ``state_dict()``: the next ``batches()`` resumes that pass."""
+        self._rng.bit_generator.state = state["rng"]
+        self._pass_rng = state["rng"] if state["position"] else None
+        self._position = state["position"]
 
     def window(self, anchors: np.ndarray) -> Batch:
         """The windows at ``anchors`` (B,): x (B, T, F) and y (B,) or (B, horizon)."""

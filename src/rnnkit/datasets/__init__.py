@@ -1,8 +1,14 @@
-"""Datasets of the lecture and its reproductions, loaded as Keras loads them.
+"""Old home of the dataset loaders; they live in :mod:`rnnkit.data.datasets` now.
 
-``from rnnkit.datasets import imdb`` then ``imdb.load_data(num_words=10000)``.
+``from rnnkit.datasets import imdb`` and ``import rnnkit.datasets.imdb`` give the very modules of
+``rnnkit.data.datasets`` (the same objects, so patching one patches the other).
 """
 
-from . import ett, imdb, jena
+import sys
+
+from ..data.datasets import ett, imdb, jena
+
+for _module in (ett, imdb, jena):
+    sys.modules[f"{__name__}.{_module.__name__.rpartition('.')[2]}"] = _module
 
 __all__ = ["ett", "imdb", "jena"]

@@ -4,8 +4,9 @@
 features, normalization that saw the validation data, a tiny last batch), at the model (output
 activation against the loss and labels, dropout, learning rate) and, with a loss, at a few probe
 training steps (gradient norms, gradient through time, regularization against the data loss).
-The probe trains a copy of the optimizer; the model's weights, gradients, recurrent states and
-the torch RNG are restored afterwards, and the model's own optimizer is never touched.
+The probe takes fit's own train step (``training.steps.train_step``, the model's precision
+included) with a copy of the optimizer; the model's weights, gradients, recurrent states, running
+metrics and the torch RNG are restored afterwards, and the model's own optimizer is never touched.
 
 Dimension legend: B batch (N samples), T time, F features, C classes.
 """
@@ -27,13 +28,15 @@ from ..data.timeseries import Normalizer, WindowDataset
 from ..errors import ConfigError, RnnkitError
 from ..layers.core import Dense, Dropout
 from ..layers.recurrent import GRU, LSTM, RNN
-from ..models.data import is_array_like, to_tensor, unpack
 from ..training import losses as _losses
 from ..training import optimizers as _optimizers
+from ..training.data import is_array_like, to_tensor, unpack
+from ..training.steps import train_step
 from .inside import ensure_built, gradient_through_time, recurrent_layers
 from .report import Finding, Report
 
 MAX_POSITIONS = 5  # positions listed per finding
+MAX_CELLS = 20  # non-finite cells listed (all are counted)
 UNNORMALIZED_MEAN, UNNORMALIZED_STD = 3.0, 5.0  # |mean| or std beyond these: not standardized
 EXPLODING_NORM = 1e3  # a global gradient norm above this in the first steps is exploding
 VANISHING_RATIO = 1e-3  # ‖∂L/∂h_0‖ / ‖∂L/∂h_T‖ below this: the first steps get no signal
@@ -93,6 +96,7 @@ def diagnose(model: nn.Module, x, y=None, *, batch_size: int = 32, validation_sp
     run("non-finite-values", finite)
     run("zero-rows", check_zero_rows(data, source))
     run("unnormalized-features", check_unnormalized(data))
+    run("constant-columns", check_constant_columns(data, source))
     run("normalization-leak", check_leak(data, normalizer))
     run("last-batch", check_last_batch(data, batch_size))
     run("dropout", check_dropout(model))
@@ -232,26 +236,34 @@ def _table_row(pos: dict, ndim: int, array: str, source: dict):
     return None, None
 
 
-def _positions(mask: np.ndarray, array: str, source: dict | None) -> list[dict]:
-    """Up to MAX_POSITIONS distinct positions where ``mask`` is set (distinct file cells)."""
+def _positions(mask: np.ndarray, array: str, source: dict | None,
+               limit: int = MAX_POSITIONS) -> list[dict]:
+    """Up to ``limit`` distinct positions where ``mask`` is set (distinct file cells), each with
+    the cell's text when the file was read with its bad cells kept."""
+    cells = {(c.line, c.column): c for c in (source or {}).get("bad_cells") or []}
     out, seen = [], set()
     for index in np.argwhere(mask):
         pos = _position(index, mask.ndim, array, source)
         key = (pos.get("line"), pos.get("column")) if "line" in pos else tuple(index)
         if key not in seen:
             seen.add(key)
+            if key in cells:
+                pos["cell"] = cells[key].text
             out.append(pos)
-        if len(out) == MAX_POSITIONS:
+        if len(out) == limit:
             break
     return out
 
 
 def _describe(pos: dict) -> str:
-    inside = ", ".join(f"{k} {v}" for k, v in pos.items() if k not in ("file", "line", "column"))
+    skip = ("file", "line", "column", "cell")
+    inside = ", ".join(f"{k} {v}" for k, v in pos.items() if k not in skip)
     if "line" not in pos:
         return inside
     column = f", column {pos['column']!r}" if "column" in pos else ""
-    return f"{inside} ({pos['file']}: line {pos['line']}{column})"
+    cell = "" if "cell" not in pos else \
+        (" missing" if pos["cell"] is None else f" {pos['cell']!r}")
+    return f"{inside} ({pos['file']}: line {pos['line']}{column}{cell})"
 
 
 # -- data checks ----------------------------------------------------------------------------------
@@ -273,16 +285,31 @@ def check_non_finite(data: _Data, source: dict | None) -> list[Finding]:
         count = int(bad.sum())
         if not count:
             continue
-        n_nan = int(np.isnan(a).sum())
-        positions = _positions(bad, "y" if name.endswith("y") else name.split()[-1], source)
+        positions = _positions(bad, "y" if name.endswith("y") else name.split()[-1], source,
+                               MAX_CELLS)
+        kinds = _kinds(a, bad, name, source)
+        what = ", ".join(f"{n} {kind}" for kind, n in kinds.items())
         findings.append(Finding(
             "non-finite-values", "error",
-            f"{name} holds {count} non-finite values ({n_nan} NaN, {count - n_nan} inf); first at "
+            f"{name} holds {count} non-finite values ({what}); first at "
             + "; ".join(_describe(p) for p in positions),
             "drop or impute these rows before training (a single NaN makes the loss and every "
             "weight NaN); rnnkit.data.read_table refuses such cells with their line and column",
-            {"array": name, "count": count, "positions": positions}))
+            {"array": name, "count": count, "kinds": kinds, "positions": positions}))
     return findings
+
+
+def _kinds(a: np.ndarray, bad: np.ndarray, name: str, source: dict | None) -> dict[str, int]:
+    """How many of the bad values are NaN and inf; for a file's series, what its cells held
+    (empty, text, 'nan', 'inf', missing)."""
+    cells = (source or {}).get("bad_cells")
+    if name == "data" and cells:
+        counts: dict[str, int] = {}
+        for cell in cells:
+            counts[cell.kind] = counts.get(cell.kind, 0) + 1
+        return counts
+    n_nan = int(np.isnan(a).sum())
+    return {"NaN": n_nan, "inf": int(bad.sum()) - n_nan}
 
 
 def check_zero_rows(data: _Data, source: dict | None) -> list[Finding]:
@@ -324,14 +351,57 @@ def _padding(zero: np.ndarray) -> np.ndarray:
 
 
 def _feature_stats(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and std (ddof 0) of each feature over its finite values (0, 0 with none)."""
     flat = a.reshape(-1, a.shape[-1]).astype(np.float64)
-    return flat.mean(axis=0), flat.std(axis=0)
+    finite = np.isfinite(flat)
+    count = np.maximum(finite.sum(axis=0), 1)
+    mean = np.where(finite, flat, 0.0).sum(axis=0) / count
+    return mean, np.sqrt((np.where(finite, flat - mean, 0.0) ** 2).sum(axis=0) / count)
+
+
+def check_constant_columns(data: _Data, source: dict | None) -> list[Finding]:
+    """Input features with a single value (NaN aside) over the training data: they carry
+    nothing, and standardizing one divides by zero (``Normalizer.fit`` refuses it)."""
+    if data.window is not None:
+        series = np.asarray(data.window.data)
+        lo, hi = _window_rows(data.window)
+        a, where, severity = series[lo:hi], f"rows [{lo}, {hi})", "error"
+    else:
+        a, where, severity = data.x[:data.n_train], "the training samples", "warning"
+    if a.dtype.kind != "f" or a.ndim < 2 or len(a) < 2:
+        return []
+    flat = a.reshape(-1, a.shape[-1]).astype(np.float64)
+    finite = np.isfinite(flat)
+    low = np.where(finite, flat, np.inf).min(axis=0)
+    high = np.where(finite, flat, -np.inf).max(axis=0)
+    constant = [j for j in range(flat.shape[1]) if not low[j] < high[j]]
+    if not constant:
+        return []
+    columns = (source or {}).get("columns")
+    names = [repr(columns[j]) if columns is not None and j < len(columns) else f"feature {j}"
+             for j in constant]
+    values = ["no finite value" if not np.isfinite(low[j]) else f"always {low[j]:.6g}"
+              for j in constant]
+    listed = "; ".join(f"{n}: {v}" for n, v in zip(names, values))
+    return [Finding(
+        "constant-columns", severity,
+        f"{len(constant)} of {flat.shape[1]} input features are constant over {where} ({listed}): "
+        "they carry no information, and standardizing them divides by a spread of 0",
+        "drop them from the features (rnnkit train --features without them), or check why the "
+        "sensor never changes", {"features": constant, "columns": names})]
+
+
+def _window_rows(window: WindowDataset) -> tuple[int, int]:
+    """The table rows [lo, hi) the windows read: inputs and targets."""
+    lo = int(window.anchors[0] + window.offsets[0])
+    hi = int(window.target_rows(window.anchors[-1:]).max()) + 1
+    return lo, hi
 
 
 def check_unnormalized(data: _Data) -> list[Finding]:
     """Float input features whose mean or spread is far from standardized (0, 1)."""
     x = data.x[:data.n_train]
-    if x.dtype.kind != "f" or x.ndim < 2 or not x.size or not np.isfinite(x).all():
+    if x.dtype.kind != "f" or x.ndim < 2 or not x.size:
         return []
     mean, std = _feature_stats(x)
     off = (np.abs(mean) > UNNORMALIZED_MEAN) | (std > UNNORMALIZED_STD)
@@ -358,8 +428,6 @@ def check_leak(data: _Data, normalizer: Normalizer | None) -> list[Finding]:
     if val is None or not len(val) or train.dtype.kind != "f" or train.ndim < 2:
         return []
     both = np.concatenate([train, val])
-    if not (np.isfinite(both).all()):
-        return []
     full_mean, full_std = _feature_stats(both)
     train_mean, train_std = _feature_stats(train)
     full_standard = np.allclose(full_mean, 0, atol=1e-3) and np.allclose(full_std, 1, atol=1e-3)
@@ -377,9 +445,8 @@ def check_leak(data: _Data, normalizer: Normalizer | None) -> list[Finding]:
 
 def _window_leak(window: WindowDataset, normalizer: Normalizer) -> list[Finding]:
     data = np.asarray(window.data)
-    lo = int(window.anchors[0] + window.offsets[0])
-    hi = int(window.target_rows(window.anchors[-1:]).max()) + 1
-    if not np.isfinite(data[lo:hi]).all() or normalizer.mean is None:
+    lo, hi = _window_rows(window)
+    if normalizer.mean is None:
         return []
     def matches(a: int, b: int) -> bool:
         mean, std = _feature_stats(data[a:b])
@@ -388,7 +455,7 @@ def _window_leak(window: WindowDataset, normalizer: Normalizer) -> list[Finding]
     if matches(lo, hi):
         return []
     wider = [(a, b) for a, b in ((0, len(data)), (lo, len(data)), (0, hi))
-             if (a, b) != (lo, hi) and np.isfinite(data[a:b]).all() and matches(a, b)]
+             if (a, b) != (lo, hi) and matches(a, b)]
     if not wider:
         return []
     a, b = wider[0]
@@ -595,13 +662,15 @@ def _build(model: nn.Module, x: Tensor) -> None:
 
 
 class _preserved:
-    """Restores a model's weights, gradients, recurrent states, mode and the torch RNG on exit."""
+    """Restores a model's weights, gradients, recurrent states, running metrics, mode and the
+    torch RNG on exit."""
 
     def __init__(self, model: nn.Module):
         self.model = model
 
     def __enter__(self):
         m = self.model
+        self.metrics = [copy.deepcopy(k.__dict__) for k in getattr(m, "metrics", [])]
         self.state = copy.deepcopy(m.state_dict())
         self.grads = [None if p.grad is None else p.grad.clone() for p in m.parameters()]
         self.rnn_states = [(layer, layer.states) for layer in recurrent_layers(m)]
@@ -618,42 +687,39 @@ class _preserved:
             layer.states = states
         m.train(self.training)
         torch.set_rng_state(self.rng)
+        for k, state in zip(getattr(m, "metrics", []), self.metrics):
+            k.__dict__.update(state)
         return False
 
 
-def _loss_parts(model, loss_fn, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
-    """(data loss, regularization loss) of one batch in training mode."""
-    y_pred, mask = model.call_with_mask(x, targets=y)
-    weight = None if mask is None else mask.float()
-    data_loss = getattr(model, "loss_weight", 1.0) * loss_fn(y, y_pred, weight)
-    reg = model.regularization_loss() if hasattr(model, "regularization_loss") else 0.0
-    return data_loss, torch.as_tensor(reg, dtype=data_loss.dtype)
-
-
 def _run_probe(model, loss_fn, opt_spec, batches, steps: int) -> _Probe:
-    """``steps`` optimizer steps (cycling through ``batches``) with a fresh copy of the optimizer."""
+    """``steps`` of fit's own train step (cycling through ``batches``) with a fresh copy of the
+    optimizer, the gradient norm read before each update; a non-finite one ends the probe."""
     opt = copy.copy(opt_spec)
     opt.torch_optimizer, opt.params, opt.iterations = None, [], 0
+    opt.build(model.parameters())
     model.train()
     probe = _Probe()
-    for step, (x, y) in enumerate(itertools.islice(itertools.cycle(batches), steps)):
-        if not opt.built:
-            opt.build(model.parameters())
-        data_loss, reg = _loss_parts(model, loss_fn, x, y)
-        loss = data_loss + reg
-        if step == 0:
-            probe.data_loss, probe.reg_loss = data_loss.item(), reg.item()
-        opt.zero_grad()
-        loss.backward()
+
+    def look(loss: Tensor) -> bool:
         grads = [p.grad for p in model.parameters() if p.grad is not None]
         norm = float(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g.double())
                                                            for g in grads])))
+        if not probe.norms:  # the first step, at the model's own weights
+            with torch.no_grad():
+                probe.reg_loss = float(model.regularization_loss())
+            probe.data_loss = loss.item() - probe.reg_loss
         probe.norms.append(norm)
         probe.losses.append(loss.item())
-        if not (math.isfinite(norm) and math.isfinite(probe.losses[-1])):
-            probe.bad_step = step
+        finite = math.isfinite(norm) and math.isfinite(probe.losses[-1])
+        if not finite:
+            probe.bad_step = len(probe.norms) - 1
+        return finite
+
+    for x, y in itertools.islice(itertools.cycle(batches), steps):
+        train_step(model, (x, y, None), optimizer=opt, loss=loss_fn, before_update=look)
+        if probe.bad_step is not None:
             break
-        opt.step()
     return probe
 
 

@@ -2,35 +2,34 @@
 
 Dimension legend: B batch, T time, I input features, H units, G gates.
 
+Everything here watches the layer's own forward pass through the engine
+(``engine.options(observe=engine.Recorder(cell))``): the scan then runs the reference loop over
+the cell's ``step`` and hands over each step's new state h_t, still in the autograd graph, and the
+gate activations that same ``step`` computed. Nothing re-derives a cell's equations, and the
+layer, its cell and its backend are left untouched.
+
 Gradient through time. ‖∂L/∂h_t‖ must be the *total* derivative: the loss reaches h_t directly
 (when the output sequence is used) and through h_{t+1}, h_{t+2}, ... The layer's returned hidden
 sequence (B, T, H) is a ``torch.stack`` of the per-step states, so ``retain_grad`` on it would give
-only the direct part (zero for t < T-1 when only the last state is used). We therefore hook one
-level deeper: for the duration of one forward pass the layer runs the reference kernel and its
-cell's ``step`` is wrapped on the instance (the class is untouched) to keep each step's new
-h_t; ``torch.autograd.grad(loss, [h_0, ..., h_{T-1}])`` then gives the total derivatives, as
-``h_t.retain_grad()`` would, without leaving gradients on the parameters.
+only the direct part (zero for t < T-1 when only the last state is used). The recorded h_t are the
+steps' own outputs, so ``torch.autograd.grad(loss, [h_0, ..., h_{T-1}])`` gives the total
+derivatives, as ``h_t.retain_grad()`` would, without leaving gradients on the parameters.
 
-Gate statistics re-run the recurrence on the layer's input with the cell's own ``step`` carrying
-the state, and compute the gate activations from the cell's parameters here (the cells stay
-lecture equations and nothing else). A gate value is saturated when it is within ``eps`` of 0 or 1.
+A gate value is saturated when it is within ``eps`` of 0 or 1.
 """
 
 from __future__ import annotations
-
-import contextlib
-from collections.abc import Iterator
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
+from .. import engine
 from ..cells import GRUCell, LSTMCell
-from ..engine.reference import lagged
 from ..errors import ConfigError, ShapeError
 from ..layers.recurrent import RNN
-from ..models.data import to_tensor
 from ..training import losses as _losses
+from ..training.data import to_tensor
 
 
 def recurrent_layers(model: nn.Module) -> list[RNN]:
@@ -67,36 +66,10 @@ def ensure_built(module: nn.Module, x: Tensor) -> None:
     module.train(was_training)
 
 
-@contextlib.contextmanager
-def _recording_steps(layer: RNN) -> Iterator[list[Tensor]]:
-    """While active, each forward of ``layer`` runs the reference kernel and appends every step's
-    new h_t (B', H) to the yielded list (B' = B·dilation)."""
-    cell, backend = layer.cell, layer.backend
-    original = cell.step
-    hs: list[Tensor] = []
-
-    def step(xw_t, state, h_lags):
-        y, new = original(xw_t, state, h_lags)
-        hs.append(new[0])
-        return y, new
-
-    cell.step = step  # instance attribute: shadows the class's step for this cell only
-    layer.backend = "reference"
-    try:
-        yield hs
-    finally:
-        del cell.step
-        layer.backend = backend
-
-
-def _to_time_order(per_step: Tensor, layer: RNN, steps: int) -> Tensor:
-    """(T', B', H) in processing order -> (T, B, H) in time order (undo dilation and reverse)."""
-    d = layer.dilation
-    if d > 1:
-        n, bd, h = per_step.shape
-        per_step = per_step.reshape(n, bd // d, d, h).permute(0, 2, 1, 3).reshape(n * d, bd // d, h)
-        per_step = per_step[:steps]
-    return per_step.flip(0) if layer.go_backwards else per_step
+def _check_called(recorder: engine.Recorder, layer: RNN) -> engine.Recorder:
+    if not recorder.hidden:
+        raise ShapeError(f"{layer.name}: was not called by the forward pass")
+    return recorder
 
 
 def gradient_through_time(model_or_layer: nn.Module, x, y, loss=None,
@@ -118,20 +91,20 @@ def gradient_through_time(model_or_layer: nn.Module, x, y, loss=None,
     module = model_or_layer
     was_training = module.training
     module.eval()
+    recorder = engine.Recorder(target.cell)
     try:
-        with torch.enable_grad(), _recording_steps(target) as hs:
-            out, mask = _forward(module, x)
+        with torch.enable_grad():
+            with engine.options(observe=recorder):
+                out, mask = _forward(module, x)
+            hs = _check_called(recorder, target).hidden
             weight = None if mask is None else mask.float()
             batch_loss = loss_fn(_as_input(y, "y"), out, weight)
-            if not hs:
-                raise ShapeError(f"{target.name}: was not called by the forward pass")
             grads = torch.autograd.grad(batch_loss, hs, allow_unused=True)
     finally:
         module.train(was_training)
-    per_step = torch.stack([torch.zeros_like(h) if g is None else g for g, h in zip(grads, hs)])
-    steps = x.shape[1] if target.dilation == 1 else layer_input(module, target, x).shape[1]
-    per_step = _to_time_order(per_step, target, steps)
-    return torch.linalg.vector_norm(per_step.double(), dim=(1, 2)).numpy()
+    per_step = recorder.sequence([torch.zeros_like(h) if g is None else g
+                                  for g, h in zip(grads, hs)])  # (B, T, H)
+    return torch.linalg.vector_norm(per_step.double(), dim=(0, 2)).numpy()
 
 
 def _forward(module: nn.Module, x: Tensor) -> tuple[Tensor, Tensor | None]:
@@ -180,85 +153,37 @@ def hidden_states(layer: RNN, x, model: nn.Module | None = None) -> np.ndarray:
 
     x is the layer's input (B, T, I), or the model's input when ``model`` is given.
     """
-    xin = layer_input(model or layer, layer, x)
-    was_training = layer.training
+    recorder = _run_observed(layer, layer_input(model or layer, layer, x))
+    return recorder.sequence(recorder.hidden).numpy()
+
+
+def _run_observed(layer: RNN, xin: Tensor) -> engine.Recorder:
+    """The layer on its input (B, T, I) in eval mode without gradients, every step recorded;
+    a stateful layer's carried state is left as it was."""
+    was_training, carried = layer.training, layer.states
+    recorder = engine.Recorder(layer.cell)
     layer.eval()
     try:
-        with torch.no_grad(), _recording_steps(layer) as hs:
+        with torch.no_grad(), engine.options(observe=recorder):
             layer(xin)
     finally:
         layer.train(was_training)
-    return _to_time_order(torch.stack(hs), layer, xin.shape[1]).transpose(0, 1).numpy()
-
-
-def lstm_gates(cell: LSTMCell, xw_t: Tensor, c_prev: Tensor, h_lags: Tensor) -> dict[str, Tensor]:
-    """The LSTM's gates i, f, o (coupled: f, o) for one step, each (B, H), from its parameters."""
-    hs, sig = cell.hidden_size, cell.recurrent_activation
-    z = xw_t + h_lags @ cell.weight_hh.t()  # (B, G·H)
-    names = ("f", "g", "o") if cell.coupled else ("i", "f", "g", "o")
-    parts = dict(zip(names, z.split(hs, dim=1)))
-    if cell.peephole is not None:
-        prev = [n for n in names if n in ("i", "f")]
-        peep = cell.peep(cell.peep_prev, c_prev).split(hs, dim=1)
-        parts.update({n: parts[n] + p for n, p in zip(prev, peep)})
-        act_g = cell.activation(parts["g"])
-        gate_f = sig(parts["f"])
-        gate_i = 1 - gate_f if cell.coupled else sig(parts["i"])
-        c = gate_f * c_prev + gate_i * act_g
-        parts["o"] = parts["o"] + cell.peep(cell.peep_out, c)
-    gates = {n: sig(parts[n]) for n in names if n != "g"}
-    return gates
-
-
-def gru_gates(cell: GRUCell, xw_t: Tensor, h_lags: Tensor) -> dict[str, Tensor]:
-    """The GRU's reset gate r and update gate z for one step, each (B, H)."""
-    hs, sig = cell.hidden_size, cell.recurrent_activation
-    gh = h_lags @ cell.weight_hh[: 2 * hs].t()  # (B, 2H): the r and z rows
-    if cell.reset_after and cell.bias_hh is not None:
-        gh = gh + cell.bias_hh[: 2 * hs]
-    hr, hz = gh.split(hs, dim=1)
-    xr, xz = xw_t[:, : hs], xw_t[:, hs: 2 * hs]
-    return {"r": sig(xr + hr), "z": sig(xz + hz)}
+        layer.states = carried
+    return _check_called(recorder, layer)
 
 
 def gate_values(layer: RNN, x, model: nn.Module | None = None) -> dict[str, np.ndarray]:
     """Every gate's activation at every step: name -> (B, T, H), in time order.
 
-    LSTM: i (input), f (forget), o (output); coupled LSTM: f, o; GRU: r (reset), z (update).
-    x is the layer's input, or the model's input when ``model`` is given.
+    LSTM: i (input), f (forget), o (output); coupled LSTM: f, o; GRU: r (reset), z (update):
+    what the cell's own ``step`` reports. x is the layer's input, or the model's input when
+    ``model`` is given.
     """
-    cell = layer.cell
-    if not isinstance(cell, (LSTMCell, GRUCell)):
+    if not isinstance(layer.cell, (LSTMCell, GRUCell)):
         raise ConfigError(f"{layer.name} ({type(layer).__name__}): has no gates; gate statistics "
                           "need an LSTM or GRU layer")
-    if layer.dilation != 1:
-        raise ConfigError(f"{layer.name}: gate statistics need dilation=1, got {layer.dilation}")
-    xin = layer_input(model or layer, layer, x)
-    if layer.go_backwards:
-        xin = xin.flip(1)
-    per_step = _run_gates(layer, cell, xin)
-    out = {}
-    for name, steps in per_step.items():
-        seq = torch.stack(steps, dim=1)  # (B, T, H)
-        out[name] = (seq.flip(1) if layer.go_backwards else seq).numpy()
-    return out
-
-
-@torch.no_grad()
-def _run_gates(layer: RNN, cell, x: Tensor) -> dict[str, list[Tensor]]:
-    state = layer.start_state(x, None)
-    xw = cell.project(x)  # (B, T, G·H)
-    hist = [state[0]] * cell.lags[-1]
-    per_step: dict[str, list[Tensor]] = {}
-    for t in range(xw.shape[1]):
-        h_lags = lagged(hist, cell.lags)  # (B, K·H)
-        gates = lstm_gates(cell, xw[:, t], state[1], h_lags) if isinstance(cell, LSTMCell) \
-            else gru_gates(cell, xw[:, t], h_lags)
-        for name, g in gates.items():
-            per_step.setdefault(name, []).append(g)
-        _, state = cell.step(xw[:, t], state, h_lags)
-        hist = [state[0], *hist[:-1]]
-    return per_step
+    recorder = _run_observed(layer, layer_input(model or layer, layer, x))
+    return {name: recorder.sequence(steps).numpy() for name, steps in recorder.gates.items()}
 
 
 def gate_statistics(layer: RNN, x, model: nn.Module | None = None,

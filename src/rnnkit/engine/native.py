@@ -7,7 +7,8 @@ peepholes or coupling with sigmoid/tanh, GRUCell with reset_after=True and sigmo
 no recurrent mask — and takes the cell's parameters as they are: rnnkit's layout is torch's.
 rnnkit's LSTM and SimpleRNN have one bias; torch's second bias is passed as zeros.
 A mask must be post-padding (packable): it becomes a packed sequence, on GPU only (see
-``PACKED_ON_CPU``): on CPU masked scans go to the loop kernels.
+``PACKED_ON_CPU``, or ``engine.options(packed_on_cpu=...)``): on CPU masked scans go to the loop
+kernels.
 
 ``run_layers`` runs several layers and/or both directions in one call (torch's ``num_layers``,
 ``bidirectional``): Bidirectional and Stacked take it where it computes what their layers would.
@@ -21,13 +22,19 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from .. import activations
 from ..cells import GRUCell, LSTMCell, SimpleCell
-from .registry import ScanSpec, auto_order, register, select
+from . import context
+from .registry import ScanSpec, register
 
 _SIMPLE_MODES = {torch.tanh: "rnn_tanh", torch.relu: "rnn_relu"}
 # Packed sequences on CPU: off, because torch's packed backward there costs O(T²) (each step's
 # slice of the packed input back-propagates into a full-size zero tensor); the loop kernels run
 # masks in O(T). Tests switch it on to check the packed path against the reference.
 PACKED_ON_CPU = False
+
+
+def _packed_on_cpu() -> bool:
+    chosen = context.current().packed_on_cpu
+    return PACKED_ON_CPU if chosen is None else chosen
 
 
 def _lstm_reason(cell: LSTMCell) -> str:
@@ -92,7 +99,7 @@ class NativeKernel:
             return False, f"torch's fused ops have one lag, not lags={cell.lags}"
         if spec.has_recurrent_mask:
             return False, "torch's fused ops take no recurrent mask (recurrent dropout)"
-        if spec.has_mask and spec.device.type == "cpu" and not PACKED_ON_CPU:
+        if spec.has_mask and spec.device.type == "cpu" and not _packed_on_cpu():
             return False, ("on CPU torch's packed-sequence backward costs O(T²) (LSTM, B=64, H=32: "
                            "1.3 s at T=500 against 64 ms on the compiled kernel), so masks run "
                            "on the loop kernels")
@@ -113,20 +120,14 @@ def _signature(cell) -> tuple:
             getattr(cell, "bias_hh", None) is None)
 
 
-def layers_reason(cells, spec: ScanSpec, backend: str = "auto") -> str:
-    """Why ``run_layers`` cannot run ``cells`` in one call under ``spec``; '' when it can.
-
-    Under backend "auto" the call stands in for the layers only where auto would run each of
-    them on native anyway (``registry.auto_order``: on CPU the compiled loop is faster for
-    training), so the kernel that runs never depends on whether the layers were grouped.
-    """
+def layers_reason(cells, spec: ScanSpec) -> str:
+    """Why torch's fused op cannot run ``cells`` in one call under ``spec``; '' when it can.
+    Whether it should (the kernel auto would pick for each cell) is ``engine.scan_layers``'s
+    question."""
     for cell in cells:
         ok, reason = NATIVE.supports(cell, spec)
         if not ok:
             return reason
-        chosen = select(cell, spec).name if backend == "auto" else NATIVE.name
-        if chosen != NATIVE.name:
-            return f"auto runs {type(cell).__name__} on {chosen}: {auto_order(cell, spec)[1]}"
     if any(_signature(cell) != _signature(cells[0]) for cell in cells[1:]):
         return "one native call needs cells of one type, size, activation and biases"
     return ""

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 from torch import Tensor
 
+from ..cells import gates_reported
 from .registry import ScanSpec, register
 
 
@@ -22,7 +25,13 @@ class ReferenceKernel:
     def supports(self, cell, spec: ScanSpec) -> tuple[bool, str]:
         return True, ""
 
-    def run(self, cell, x, state, mask, recurrent_mask):
+    def run(self, cell, x, state, mask, recurrent_mask, observer=None):
+        """``observer`` (engine.observe): told each step's state and the gates ``step`` reports."""
+        with gates_reported() if observer is not None else contextlib.nullcontext() as gates:
+            return self._loop(cell, x, state, mask, recurrent_mask, observer, gates)
+
+    @staticmethod
+    def _loop(cell, x, state, mask, recurrent_mask, observer, gates):
         xw = cell.project(x)  # (B, T, G·H)
         hist = [state[0]] * cell.lags[-1]
         outs = []
@@ -31,6 +40,9 @@ class ReferenceKernel:
             if recurrent_mask is not None:
                 h_lags = h_lags * recurrent_mask
             y, new = cell.step(xw[:, t], state, h_lags)
+            if observer is not None:
+                observer.step(cell, new, dict(gates))
+                gates.clear()
             new_hist = [new[0], *hist[:-1]]
             if mask is not None:
                 m = mask[:, t, None]  # (B, 1)

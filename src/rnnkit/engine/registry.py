@@ -5,7 +5,8 @@ A kernel runs a cell forward along time, dilation and reverse already done by th
 ``supports(cell, spec) -> (ok, reason)`` says whether it can; ``backend="auto"`` takes the first
 supporting kernel in ``auto_order`` — by ``rank`` (fastest first), with the measured CPU rule for
 the standard cells below — and ``explain`` says why; a named backend that cannot run raises
-``BackendError`` with the reason — never a silent fallback.
+``BackendError`` with the reason — never a silent fallback. A tuple of names (what
+``engine.options(backend=...)`` may give) takes the first of them that supports the scan.
 """
 
 from __future__ import annotations
@@ -57,9 +58,13 @@ def kernels() -> dict[str, Kernel]:
     return dict(_KERNELS)
 
 
-def select(cell, spec: ScanSpec, backend: str = "auto", exclude: tuple[str, ...] = ()) -> Kernel:
+def select(cell, spec: ScanSpec, backend: str | tuple[str, ...] = "auto",
+           exclude: tuple[str, ...] = ()) -> Kernel:
     """The kernel named by ``backend``, or under "auto" the fastest that supports the spec and
-    is not in ``exclude`` (a layer's ``use_cudnn=False`` excludes "native")."""
+    is not in ``exclude`` (a layer's ``use_cudnn=False`` excludes "native"); for a tuple of
+    names, the first of them that can run it."""
+    if isinstance(backend, tuple):
+        return _first_supporting(cell, spec, backend, exclude)
     if backend != "auto":
         if backend not in _KERNELS:
             raise BackendError(
@@ -75,6 +80,18 @@ def select(cell, spec: ScanSpec, backend: str = "auto", exclude: tuple[str, ...]
         if name not in exclude and kernel.supports(cell, spec)[0]:
             return kernel
     raise BackendError(f"no kernel can run {type(cell).__name__} with {spec}")
+
+
+def _first_supporting(cell, spec: ScanSpec, names: tuple[str, ...],
+                      exclude: tuple[str, ...]) -> Kernel:
+    reasons = []
+    for name in names:
+        try:
+            return select(cell, spec, name, exclude)
+        except BackendError as e:
+            reasons.append(str(e))
+    raise BackendError(f"none of the backends {names} can run {type(cell).__name__}: "
+                       + "; ".join(reasons))
 
 
 # The dispatch rule. Kernels are tried by rank (native 10, parallel 20, gpu 25, compiled 30,

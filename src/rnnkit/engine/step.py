@@ -10,7 +10,9 @@ Kernels: ``auto`` runs torch's own cell op (``torch._VF.lstm_cell``, ``gru_cell`
 the cells native runs, and the cell's own step (``cell.project`` then ``cell.step``, the reference
 kernel's body) for every other cell. A named backend runs ``scan`` on that kernel with T = 1, so
 every kernel family steps. A cell with lags needs the last L states, which one state does not
-hold: step refuses it (run such a cell with ``scan``).
+hold: step refuses it (run such a cell with ``scan``). Inside ``engine.options`` the scope's
+backend replaces the one given, and an observed scope (``observe=``) steps through ``scan``, so
+the observer sees the step.
 
 ``stepper(cell)`` returns the step as a function bound to the cell, its checks and kernel choice
 done once: for a streaming loop at batch 1, where a step's arithmetic costs about as much as the
@@ -28,8 +30,9 @@ from torch import Tensor
 
 from ..cells import GRUCell, LSTMCell
 from ..errors import ConfigError, ShapeError
+from . import context
 from .native import NATIVE
-from .registry import ScanSpec
+from .registry import ScanSpec, select
 from .scan import scan
 
 
@@ -40,7 +43,7 @@ class StepOutput(NamedTuple):
 
 
 def step(cell, x_t: Tensor, state=None, mask: Tensor | None = None,
-         backend: str = "auto") -> StepOutput:
+         backend: str | tuple[str, ...] = "auto") -> StepOutput:
     """One step of ``cell``: x_t (B, I), state tuple of (B, ·) or None for zeros, mask (B,) bool."""
     if x_t.dim() != 2:
         raise ShapeError(f"step: expected x_t of shape (B, I), got {tuple(x_t.shape)}")
@@ -49,7 +52,8 @@ def step(cell, x_t: Tensor, state=None, mask: Tensor | None = None,
     state = cell.zero_state(batch, x_t) if state is None else tuple(state)
     if mask is not None and tuple(mask.shape) != (batch,):
         raise ShapeError(f"step: mask must be (B,) = ({batch},), got {tuple(mask.shape)}")
-    if backend == "auto":
+    backend = context.backend_for(backend)
+    if backend == "auto" and context.current().observe is None:
         y, new, kernel = _auto_step(cell, x_t, state)
     else:
         out = scan(cell, x_t[:, None], state, backend=backend)
@@ -64,16 +68,19 @@ def step(cell, x_t: Tensor, state=None, mask: Tensor | None = None,
 Stepper = Callable[[Tensor, "tuple[Tensor, ...] | None"], "tuple[Tensor, tuple[Tensor, ...]]"]
 
 
-def stepper(cell, backend: str = "auto") -> Stepper:
+def stepper(cell, backend: str | tuple[str, ...] = "auto") -> Stepper:
     """``f(x_t, state) -> (y_t, state)``: ``step`` bound to ``cell`` (state None: zeros);
     ``f.kernel`` names what runs it."""
     _check_lags(cell)
     spec = ScanSpec(has_mask=False, has_recurrent_mask=False, device=cell.weight_ih.device,
                     dtype=cell.weight_ih.dtype, batch=1, steps=1)
-    if backend != "auto" or not NATIVE.supports(cell, spec)[0]:
+    backend = context.backend_for(backend)  # the scope's, when bound inside engine.options
+    observed = context.current().observe is not None
+    if backend != "auto" or observed or not NATIVE.supports(cell, spec)[0]:
         def any_kernel(x_t, state=None):
             return tuple(step(cell, x_t, state, backend=backend)[:2])
-        any_kernel.kernel = "reference" if backend == "auto" else backend
+        any_kernel.kernel = ("reference" if backend == "auto" or observed else
+                             backend if isinstance(backend, str) else select(cell, spec, backend).name)
         return any_kernel
     w_ih, w_hh, b_ih, b_hh = cell.weight_ih, cell.weight_hh, cell.bias, getattr(cell, "bias_hh", None)
     zero_state = cell.zero_state

@@ -21,6 +21,7 @@ import numpy as np
 
 from .. import optional
 from ..errors import ConfigError, DataFormatError
+from ..models import persistence
 
 _RECURRENT = ("SimpleRNN", "LSTM", "GRU")
 _COMMON_RNN = ("units", "activation", "use_bias", "return_sequences", "go_backwards", "dropout",
@@ -216,3 +217,6 @@ def _group_key(group: str) -> tuple[str, int]:
 def _snake(cls_name: str) -> str:
     snake = re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", cls_name)
     return re.sub(r"([a-z])([A-Z])", r"\1_\2", snake).lower()
+
+
+persistence.register_loader((".keras", ".weights.h5"), load_keras)  # load_model reads them too

@@ -32,8 +32,8 @@ from torch import Tensor, nn
 from .. import constraints as _constraints
 from .. import initializers as _initializers
 from ..errors import ConfigError, ShapeError
-from ..training import regularizers as _regularizers
 from . import config as _config
+from . import regularizers as _regularizers
 
 _COUNTERS: dict[str, itertools.count] = defaultdict(lambda: itertools.count(1))
 
@@ -278,6 +278,14 @@ class Layer(nn.Module):
             _constraints.attach(param, _constraints.get(constraint, where))
         return param
 
+    @property
+    def hooked(self) -> bool:
+        """Whether hooks are registered on this layer: a path that computes its output without
+        calling it (``Bidirectional``, ``Stacked`` running their layers in one engine call) must
+        not be taken, or the hooks would not run."""
+        return bool(self._forward_hooks or self._forward_pre_hooks or self._backward_hooks
+                    or self._backward_pre_hooks)
+
     # -- masks ---------------------------------------------------------------------------
     def compute_mask(self, x: Tensor, mask: Tensor | None) -> Tensor | None:
         return mask if self.supports_masking else None
@@ -346,6 +354,15 @@ class Layer(nn.Module):
         """The layer ``get_config`` describes (nested layers resolved by class name)."""
         return cls(**{k: _config.deserialize_value(k, v, custom_objects)
                       for k, v in config.items()})
+
+
+def top_layers(module: nn.Module):
+    """The rnnkit Layers directly under ``module`` (looking through plain containers)."""
+    for child in module.children():
+        if isinstance(child, Layer):
+            yield child
+        else:
+            yield from top_layers(child)
 
 
 def _resolve(module: nn.Module, param) -> Tensor:

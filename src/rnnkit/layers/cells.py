@@ -31,8 +31,8 @@ from ..cells import GRUCell as _EngineGRUCell
 from ..cells import LSTMCell as _EngineLSTMCell
 from ..cells import SimpleCell
 from ..errors import ConfigError, ShapeError
-from ..interop.keras import cell_from_keras, cell_to_keras
 from .base import Layer
+from .keras_weights import cell_from_keras, cell_to_keras
 
 
 # -- dropout ----------------------------------------------------------------------------------
@@ -302,7 +302,8 @@ def is_keras_cell(cell) -> bool:
     return hasattr(cell, "state_size") and (callable(cell) or hasattr(cell, "call"))
 
 
-def _output_size(cell) -> int:
+def cell_output_size(cell) -> int:
+    """The width of a Keras-style cell's output: its ``output_size``, else its first state's."""
     size = getattr(cell, "output_size", None)
     if size is not None:
         return int(size)
@@ -333,7 +334,7 @@ class StackedRNNCells(Layer):
 
     @property
     def output_size(self) -> int:
-        return _output_size(self.cells[-1])
+        return cell_output_size(self.cells[-1])
 
     @property
     def scannable(self) -> bool:
@@ -344,7 +345,7 @@ class StackedRNNCells(Layer):
         shape = tuple(input_shape)
         for cell in self.cells:
             build_cell(cell, shape)
-            shape = (shape[0], _output_size(cell))
+            shape = (shape[0], cell_output_size(cell))
 
     def get_initial_state(self, batch_size: int | None = None) -> list:
         return [initial_state(cell, batch_size or 1, self.compute_dtype(), None)
@@ -465,11 +466,11 @@ class KerasCellAdapter(nn.Module):
 
     @property
     def hidden_size(self) -> int:
-        return _output_size(self.layer)
+        return cell_output_size(self.layer)
 
     @property
     def output_size(self) -> int:
-        return _output_size(self.layer)
+        return cell_output_size(self.layer)
 
     def state_sizes(self) -> tuple[int, ...]:
         return tuple(flatten_sizes(self.structure))

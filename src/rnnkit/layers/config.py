@@ -23,7 +23,7 @@ import torch
 
 from .. import activations, constraints, initializers
 from ..errors import ConfigError
-from ..training.regularizers import L1L2
+from .regularizers import L1L2
 
 # Every Layer subclass, by bare name for rnnkit's own and by "module.QualName" for others: a saved
 # config can only name classes the running program defined itself.
@@ -71,8 +71,6 @@ def serialize_layer(layer) -> dict:
 
 def serialize_value(value, layer, arg: str):
     """One constructor argument as a JSON value; ConfigError naming layer and argument if not."""
-    from .base import Layer
-
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
     if isinstance(value, np.generic):
@@ -81,7 +79,7 @@ def serialize_value(value, layer, arg: str):
         return [serialize_value(v, layer, arg) for v in value]
     if isinstance(value, dict) and all(isinstance(k, str) for k in value):
         return {k: serialize_value(v, layer, arg) for k, v in value.items()}
-    if isinstance(value, Layer):
+    if isinstance(value, tuple(LAYER_CLASSES.values())):  # a nested layer (every Layer registers)
         return serialize_layer(value)
     if isinstance(value, L1L2):
         return {"l1": value.l1, "l2": value.l2}
@@ -109,11 +107,7 @@ def serialize_value(value, layer, arg: str):
 
 
 def _registered_name(fn) -> str | None:
-    for table in (activations._BY_NAME, initializers._BY_NAME):
-        for name, registered in table.items():
-            if registered is fn:
-                return name
-    return None
+    return activations.registered_name(fn) or initializers.registered_name(fn)
 
 
 # -- reading -------------------------------------------------------------------------------------

@@ -23,9 +23,9 @@ from ..engine import scan
 from ..engine import step as engine_step
 from ..engine import stepper as engine_stepper
 from ..errors import ConfigError, NotBuiltError, ShapeError
-from ..interop.keras import cell_from_keras, cell_to_keras
 from . import cells as _cells
 from .base import Layer
+from .keras_weights import cell_from_keras, cell_to_keras
 
 
 class Readout(nn.Module):
@@ -198,7 +198,7 @@ class RNN(Layer):
         batch, steps = input_shape[0], input_shape[1]
         keras_cell = self.keras_cell
         if keras_cell is not None and not isinstance(keras_cell, _cells.KerasCell):
-            size = self.output_units or _cells._output_size(keras_cell)
+            size = self.output_units or _cells.cell_output_size(keras_cell)
         else:
             size = self.output_units or self._probe_cell(input_shape[-1]).hidden_size
         out = (batch, steps, size) if self.return_sequences else (batch, size)
@@ -272,10 +272,16 @@ class RNN(Layer):
         stack = self.keras_cell
         if isinstance(stack, _cells.StackedRNNCells) and stack.scannable:
             return self.run_stack(stack, x, state, mask)
+        backend, exclude = self.kernel_choice()
         ys, final, self.last_kernel = scan(
             self.cell, x, state, mask=mask, reverse=self.go_backwards, dilation=self.dilation,
-            backend=self.backend, recurrent_mask=rmask)
+            backend=backend, recurrent_mask=rmask, exclude=exclude)
         return ys, final
+
+    def kernel_choice(self) -> tuple[str, tuple[str, ...]]:
+        """What this layer asks the engine for: (backend, kernels ``auto`` must not choose).
+        Bidirectional and Stacked hand the same to ``engine.scan_layers``."""
+        return self.backend, ()
 
     def run_stack(self, stack, x: Tensor, state, mask: Tensor | None):
         """rnnkit cell layers stacked: one scan per cell over the previous cell's outputs, which
@@ -508,15 +514,10 @@ class _CudnnArgs:
         self.use_cudnn = use_cudnn
         self.implementation = _cells.check_implementation(self.name, implementation)
 
-    def run_cell(self, x, state, mask, rmask, targets):
+    def kernel_choice(self) -> tuple[str, tuple[str, ...]]:
         if self.use_cudnn == "auto":
-            return super().run_cell(x, state, mask, rmask, targets)
-        backend = "native" if self.use_cudnn else self.backend
-        ys, final, self.last_kernel = scan(
-            self.cell, x, state, mask=mask, reverse=self.go_backwards, dilation=self.dilation,
-            backend=backend, recurrent_mask=rmask,
-            exclude=() if self.use_cudnn else ("native",))
-        return ys, final
+            return super().kernel_choice()
+        return ("native", ()) if self.use_cudnn else (self.backend, ("native",))
 
 
 class SimpleRNN(_KerasRNN):

@@ -16,9 +16,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ..engine import native
-from ..engine.registry import ScanSpec
-from ..engine.scan import is_packable
+from .. import engine
 from ..errors import ConfigError, ShapeError
 from .base import Layer
 from .cells import KerasCell
@@ -49,34 +47,27 @@ def clone_layer(layer: RNN, name: str, **overrides: Any) -> RNN:
 def _plain(layer) -> bool:
     """A SimpleRNN/LSTM/GRU, or an RNN of one of Keras's cell layers, whose forward is its scan
     and nothing else (no dropout drawn, no readout, carried state, dilation or hooks): what one
-    fused native call can stand in for."""
+    engine call for several layers (``engine.scan_layers``) can stand in for."""
     cell_layer = type(layer) is RNN and isinstance(layer.keras_cell, KerasCell)
     if type(layer) not in (SimpleRNN, LSTM, GRU) and not cell_layer:
         return False
     dropout = layer.training and (layer.dropout > 0 or layer.recurrent_dropout > 0)
-    hooked = (layer._forward_hooks or layer._forward_pre_hooks or layer._backward_hooks
-              or layer._backward_pre_hooks)
     return (layer.built and layer.readout is None and not layer.has_feedback
-            and layer.dilation == 1 and not layer.stateful
-            and layer.backend in ("auto", "native") and getattr(layer, "use_cudnn", "auto")
-            is not False and not dropout and not hooked)
+            and layer.dilation == 1 and not layer.stateful and not dropout and not layer.hooked)
 
 
-def _native_mask(layers, x, mask: Tensor | None) -> tuple[bool, Tensor | None]:
-    """Whether one native call (``native.run_layers``) computes exactly what calling ``layers``
-    one by one does on x (B, T, I) and mask, and the mask to give it (None: all steps real)."""
-    if not all(_plain(layer) for layer in layers):
-        return False, None
-    if mask is not None:
-        if mask.dtype != torch.bool or tuple(mask.shape) != tuple(x.shape[:2]):
-            return False, None  # the layers' own path multiplies by it, or raises the error
-        mask = None if bool(mask.all()) else mask
-    spec = ScanSpec(has_mask=mask is not None, has_recurrent_mask=False, device=x.device,
-                    dtype=x.dtype, batch=x.shape[0], steps=x.shape[1],
-                    mask_packable=mask is not None and is_packable(mask),
-                    requires_grad=torch.is_grad_enabled())
-    backend = "native" if all(layer.backend == "native" for layer in layers) else "auto"
-    return not native.layers_reason([layer.cell for layer in layers], spec, backend), mask
+def _scan_together(layers, x: Tensor, states, mask: Tensor | None, bidirectional: bool = False):
+    """``engine.scan_layers`` on the (plain) layers' cells with what each layer asks of the
+    engine (its backend, use_cudnn's exclusion), each layer's ``last_kernel`` set; None when the
+    engine does not run them in one call."""
+    choices = [layer.kernel_choice() for layer in layers]
+    out = engine.scan_layers([layer.cell for layer in layers], x, states, mask, bidirectional,
+                             backend=[backend for backend, _ in choices],
+                             exclude=[exclude for _, exclude in choices])
+    if out is not None:
+        for layer in layers:
+            layer.last_kernel = out.kernel
+    return out
 
 
 class Bidirectional(Layer):
@@ -153,32 +144,29 @@ class Bidirectional(Layer):
         if initial_state is not None:
             half = len(initial_state) // 2
             init_f, init_b = initial_state[:half], initial_state[half:]
-        fused, native_mask = self.fusable(x, mask)
-        if fused:
-            out, states_f, states_b = self.run_native(x, native_mask, init_f, init_b)
-        else:
-            out, states_f, states_b = self.run_separately(x, mask, init_f, init_b)
+        result = self.run_together(x, mask, init_f, init_b)
+        if result is None:
+            result = self.run_separately(x, mask, init_f, init_b)
+        out, states_f, states_b = result
         if not self.return_state:
             return out
         head = out if isinstance(out, list) else [out]
         return [*head, *states_f, *states_b]
 
-    def fusable(self, x: Tensor, mask: Tensor | None) -> tuple[bool, Tensor | None]:
-        """Whether both directions can run in one native call: a forward layer and its
-        go_backwards twin; and the mask for that call."""
+    def run_together(self, x, mask, init_f, init_b):
+        """Both directions in one engine call (``engine.scan_layers``): merged output, states;
+        None where the engine cannot (then ``run_separately``). It takes a forward layer and its
+        go_backwards twin only."""
         f, b = self.forward_layer, self.backward_layer
-        ok, native_mask = _native_mask([f, b], x, mask)
-        ok = ok and not f.go_backwards and b.go_backwards and f.return_state == b.return_state
-        return ok, native_mask
-
-    def run_native(self, x, mask, init_f, init_b):
-        """Both directions in one torch._VF call (packed under a mask): merged output, states."""
-        f, b = self.forward_layer, self.backward_layer
+        if not (_plain(f) and _plain(b)) or f.go_backwards or not b.go_backwards \
+                or f.return_state != b.return_state:
+            return None
         f.check_input_shape(tuple(x.shape))
         starts = [f.start_state(x, init_f), b.start_state(x, init_b)]
-        ys, (states_f, states_b) = native.run_layers([f.cell, b.cell], x, starts, mask,
-                                                     bidirectional=True)  # (B, T, 2H)
-        f.last_kernel = b.last_kernel = native.NATIVE.name
+        together = _scan_together([f, b], x, starts, mask, bidirectional=True)
+        if together is None:
+            return None
+        ys, (states_f, states_b) = together.outputs, together.states  # (B, T, 2H)
         if not self.return_sequences:
             out = self.merge(states_f[0], states_b[0])
         elif self.merge_mode == "concat":
@@ -269,31 +257,31 @@ class Stacked(Layer):
             shape = layer.compute_output_shape(shape)
 
     def forward(self, x: Tensor, mask: Tensor | None = None):
-        fused, native_mask = self.fusable(x, mask)
-        if fused:
-            return self.run_native(x, native_mask)
+        out = self.run_together(x, mask)
+        if out is not None:
+            return out
         for layer in self.layers:
             y = layer(x, mask=mask)
             mask = layer.compute_mask(x, mask)
             x = y
         return x
 
-    def fusable(self, x: Tensor, mask: Tensor | None) -> tuple[bool, Tensor | None]:
-        """Whether the layers can run as one native call of ``len(layers)`` layers, and the mask
-        for that call: all going forwards, only the last returning its state."""
+    def run_together(self, x: Tensor, mask: Tensor | None):
+        """Every layer in one engine call (``engine.scan_layers``); None where the engine cannot
+        (then the layers run one by one). It takes layers all going forwards, only the last
+        returning its state."""
         layers = list(self.layers)
-        ok, native_mask = _native_mask(layers, x, mask)
-        ok = ok and len(layers) > 1 and not any(layer.go_backwards for layer in layers)
-        return ok and not any(layer.return_state for layer in layers[:-1]), native_mask
-
-    def run_native(self, x: Tensor, mask: Tensor | None):
-        """Every layer in one torch._VF call (packed under a mask)."""
-        first, last = self.layers[0], self.layers[-1]
+        if len(layers) < 2 or not all(_plain(layer) for layer in layers) \
+                or any(layer.go_backwards or layer.return_state for layer in layers[:-1]) \
+                or layers[-1].go_backwards:
+            return None
+        first, last = layers[0], layers[-1]
         first.check_input_shape(tuple(x.shape))
-        starts = [layer.start_state(x, None) for layer in self.layers]
-        ys, finals = native.run_layers([layer.cell for layer in self.layers], x, starts, mask)
-        for layer in self.layers:
-            layer.last_kernel = native.NATIVE.name
+        starts = [layer.start_state(x, None) for layer in layers]
+        together = _scan_together(layers, x, starts, mask)
+        if together is None:
+            return None
+        ys, finals = together.outputs, together.states
         out = ys if last.return_sequences else finals[-1][0]  # (B, T, H) or (B, H)
         if last.return_sequences and mask is not None and not last.zero_output_for_mask:
             out = hold_masked(out, mask, reverse=False)  # packed steps past the end are zeros

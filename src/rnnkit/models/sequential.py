@@ -7,10 +7,12 @@ from torch import Tensor, nn
 from ..errors import ConfigError, NotBuiltError
 from ..layers import config as _config
 from ..layers.base import Layer, Shape
-from . import data as _data
+from ..training import data as _data
+from . import persistence
 from .model import Model
 
 
+@persistence.register_model_class
 class Sequential(Model):
     """``Sequential([Embedding(10000, 32), SimpleRNN(32), Dense(1, activation='sigmoid')])``.
 
@@ -67,7 +69,7 @@ class Sequential(Model):
                        targets: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
         """Run the layers; ``targets`` reach the layers that train with teacher forcing."""
         if not isinstance(x, Tensor):
-            x = _data.to_tensor(x).to(self._device())
+            x = _data.to_tensor(x).to(_data.device_of(self))
         self.build_from_batch(x)
         for layer in self.layers:
             kwargs = {"mask": mask} if layer.supports_masking else {}

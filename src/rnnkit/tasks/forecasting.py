@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import csv
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -25,11 +25,14 @@ from ..models import Model, Sequential
 
 @dataclass
 class SeriesData:
-    """``values`` (N, F) float64 of ``columns``; ``target`` is the index of the target column."""
+    """``values`` (N, F) float64 of ``columns``; ``target`` is the index of the target column;
+    ``lines`` the file line of each row, ``bad_cells`` the cells read as NaN (``bad_cells="keep"``)."""
 
     columns: list[str]
     values: np.ndarray
     target: int
+    lines: np.ndarray | None = None
+    bad_cells: list = field(default_factory=list)
 
 
 def numeric_columns(path: str | Path) -> list[str]:
@@ -51,13 +54,15 @@ def _is_number(cell: str) -> bool:
     return True
 
 
-def load_series(path: str | Path, target: str, features: Sequence[str] | None = None) -> SeriesData:
-    """The feature columns (default: every numeric column) with the target among them."""
+def load_series(path: str | Path, target: str, features: Sequence[str] | None = None,
+                bad_cells: str = "raise") -> SeriesData:
+    """The feature columns (default: every numeric column) with the target among them;
+    ``bad_cells="keep"`` reads cells that are not finite numbers as NaN (``read_table``)."""
     columns = list(features) if features else numeric_columns(path)
     if target not in columns:
         columns.append(target)
-    table = read_table(path, numeric=columns)
-    return SeriesData(columns, table.values, columns.index(target))
+    table = read_table(path, numeric=columns, bad_cells=bad_cells)
+    return SeriesData(columns, table.values, columns.index(target), table.lines, table.bad_cells)
 
 
 def split_rows(n: int, fractions: Sequence[float]) -> tuple[int, int, int]:

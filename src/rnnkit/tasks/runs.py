@@ -1,9 +1,10 @@
 """Whole runs of the four tasks, from a data file to a run directory, as the CLI drives them.
 
-A run directory holds ``config.json`` (the task and its options), ``model/`` (``Model.save``:
-weights, architecture, and as ``preprocessing`` the options plus what reading new data needs:
-vectorizer vocabularies, normalizer statistics, classes), ``checkpoint/`` (the last epoch's
-training checkpoint, for ``resume``), ``history.csv``, ``metrics.json`` and PNG plots.
+A run directory holds ``config.json`` (the task and its options, written before training),
+``model/`` (``Model.save``: weights, architecture, and as ``preprocessing`` the options plus what
+reading new data needs: vectorizer vocabularies, normalizer statistics, classes), ``checkpoint/``
+(the last training checkpoint: every task, forecast's streamed windows included, resumes exactly
+with ``--resume DIR``), ``history.csv``, ``metrics.json`` and PNG plots.
 metrics.json always has a ``"model"`` entry; forecasting adds ``"baselines"``, generation
 ``"samples"``.
 """
@@ -19,14 +20,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .. import plots
+from ..data.datasets import imdb
 from ..data.text import TextVectorizer
 from ..data.timeseries import Normalizer
-from ..datasets import imdb
-from ..errors import ConfigError
+from ..errors import ConfigError, DataFormatError
 from ..layers import Layer
 from ..models import Model, load_model
 from ..training import optimizers as _optimizers
-from . import classification, files, forecasting, generation, plots, specs
+from ..training.checkpoint import seed_everything
+from . import classification, files, forecasting, generation, specs
 from . import seq2seq as s2s
 
 TASKS = ("forecast", "classify", "generate", "seq2seq")
@@ -48,6 +51,7 @@ class TrainConfig:
     threads: int = 0
     quiet: bool = False
     resume: str = ""
+    checkpoint_every: int = 0
     # forecast
     target: str = ""
     features: list[str] = field(default_factory=list)
@@ -79,12 +83,10 @@ class TrainConfig:
             raise ConfigError("data: give the data file (--data FILE)")
         if self.task == "forecast" and not self.target:
             raise ConfigError("target: forecasting needs the target column (--target COL)")
-        if self.resume and self.task == "forecast":
-            raise ConfigError("resume: the 'forecast' task streams its windows, which fit cannot "
-                              "checkpoint; train again with --seed for a repeatable run")
         specs.parse(self.model)
-        for name in ("epochs", "batch_size", "lookback", "horizon", "seq_len", "maxlen"):
-            if getattr(self, name) < (0 if name == "epochs" else 1):
+        for name in ("epochs", "batch_size", "lookback", "horizon", "seq_len", "maxlen",
+                     "checkpoint_every"):
+            if getattr(self, name) < (0 if name in ("epochs", "checkpoint_every") else 1):
                 raise ConfigError(f"{name}: must be positive, got {getattr(self, name)}")
         if not 0.0 < self.validation_fraction < 1.0:
             raise ConfigError(f"validation_fraction: must be in (0, 1), got "
@@ -103,11 +105,6 @@ class Run:
 
 
 # -- shared ---------------------------------------------------------------------------------
-def seed_everything(seed: int) -> None:
-    torch.manual_seed(seed)
-    np.random.seed(seed)
-
-
 def optimizer(cfg: TrainConfig) -> _optimizers.Optimizer:
     """The named optimizer at ``cfg.learning_rate``, gradients clipped to norm 1 per tensor."""
     cls = type(_optimizers.get(cfg.optimizer, "optimizer"))
@@ -144,9 +141,10 @@ def _forecast_build(cfg: TrainConfig, prep: dict) -> Model:
     return model
 
 
-def _forecast_series(cfg: TrainConfig, path: str, prep: dict | None = None):
+def _forecast_series(cfg: TrainConfig, path: str, prep: dict | None = None,
+                     bad_cells: str = "raise"):
     columns = prep["columns"] if prep else cfg.features
-    series = forecasting.load_series(path, cfg.target, columns)
+    series = forecasting.load_series(path, cfg.target, columns, bad_cells)
     borders = forecasting.split_rows(len(series.values), cfg.split)
     return series, borders
 
@@ -160,14 +158,26 @@ def _forecast_windows(cfg, series, normalizer, borders, shuffle=False):
             for i, (s, e) in enumerate(zip(starts, ends))]
 
 
-def _forecast_prepare(cfg: TrainConfig) -> Prepared:
-    series, borders = _forecast_series(cfg, cfg.data)
-    normalizer = Normalizer().fit(series.values, 0, borders[0])
+def _forecast_prepare(cfg: TrainConfig, for_doctor: bool = False) -> Prepared:
+    series, borders = _forecast_series(cfg, cfg.data, bad_cells="keep" if for_doctor else "raise")
+    normalizer = _tolerant_normalizer(series.values[:borders[0]]) if for_doctor \
+        else Normalizer().fit(series.values, 0, borders[0])
     prep = {"columns": series.columns, "target": cfg.target, "normalizer": normalizer.to_config()}
     train, val, _ = _forecast_windows(cfg, series, normalizer, borders, shuffle=True)
-    source = {"file": cfg.data, "columns": series.columns, "row_offset": 2}
+    source = {"file": cfg.data, "columns": series.columns, "lines": series.lines,
+              "bad_cells": series.bad_cells}
     return Prepared(prep, _forecast_build(cfg, prep),
                     {"x": train, "y": None, "validation_data": val}, source)
+
+
+def _tolerant_normalizer(rows: np.ndarray) -> Normalizer:
+    """Statistics of the finite values of training rows (N, F), a constant or empty column
+    scaled by 1: the doctor sees the windows of a broken file, and reports what is broken."""
+    finite = np.isfinite(rows)
+    count = np.maximum(finite.sum(axis=0), 1)
+    mean = np.where(finite, rows, 0.0).sum(axis=0) / count
+    std = np.sqrt((np.where(finite, rows - mean, 0.0) ** 2).sum(axis=0) / count)
+    return Normalizer(mean, np.where(std > 0, std, 1.0))
 
 
 def _forecast_evaluate(run: Run, path: str, out_dir: Path | None) -> dict:
@@ -387,34 +397,102 @@ _PREDICT = {"forecast": _forecast_predict, "classify": _classify_predict,
 
 
 # -- public ---------------------------------------------------------------------------------
-def prepare(cfg: TrainConfig) -> Prepared:
-    """Read the data, fit the preprocessing on the training part, build the model."""
+def prepare(cfg: TrainConfig, for_doctor: bool = False) -> Prepared:
+    """Read the data, fit the preprocessing on the training part, build the model.
+
+    ``for_doctor``: read a broken series anyway, so the doctor reports every problem at once:
+    cells that are not finite numbers become NaN and are listed in ``source["bad_cells"]``, and
+    the normalization ignores them and leaves constant columns unscaled (forecast)."""
     cfg.check()
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     seed_everything(cfg.seed)
+    if cfg.task == "forecast":
+        return _forecast_prepare(cfg, for_doctor)
     return _PREPARE[cfg.task](cfg)
 
 
 def train(cfg: TrainConfig) -> Run:
     """Train, score on the held-out data and write the run directory ``cfg.out``.
 
-    Tasks trained on arrays (all but forecast) write a checkpoint to ``cfg.out/checkpoint``
-    after every epoch; ``cfg.resume`` (that directory) continues an interrupted run exactly."""
+    The options go to ``cfg.out/config.json`` first, and a training checkpoint to
+    ``cfg.out/checkpoint`` after every epoch (every ``cfg.checkpoint_every`` optimizer steps when
+    given), so a run killed at any moment continues exactly with ``--resume cfg.out`` (see
+    ``resume_config``); ``cfg.resume`` names that run directory (or its checkpoint)."""
     ready = prepare(cfg)
-    # fit checkpoints array data only (it stores the data order); forecast windows stream
-    arrays = ready.data["y"] is not None
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    write_config(cfg, out)
     history = ready.model.fit(ready.data["x"], ready.data["y"], batch_size=cfg.batch_size,
                               epochs=cfg.epochs, validation_data=ready.data["validation_data"],
                               verbose=0 if cfg.quiet else 1, seed=cfg.seed,
-                              checkpoint_dir=Path(cfg.out) / "checkpoint" if arrays else None,
-                              resume=cfg.resume or None)
+                              checkpoint_dir=out / CHECKPOINT,
+                              checkpoint_every=cfg.checkpoint_every or None,
+                              resume=_checkpoint_to_resume(cfg))
     run = Run(cfg, ready.preprocessing, ready.model, history.history)
-    out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
     run.metrics = _EVALUATE[cfg.task](run, cfg.data, out)
     save(run, out)
     return run
+
+
+CHECKPOINT = "checkpoint"  # the run directory's training checkpoint
+# Options that may differ from a resumed run's saved ones: they do not change what was trained
+# (epochs continues a finished run further; the last resume is recorded)
+RESUME_MAY_CHANGE = ("resume", "quiet", "threads", "epochs")
+
+
+def resume_config(directory: str | Path, given: dict | None = None) -> TrainConfig:
+    """The options of the run in ``directory`` (its config.json), to continue it: ``given``
+    options (from the command line) must agree with them, except ``RESUME_MAY_CHANGE``;
+    ``directory`` may also be the run's checkpoint directory."""
+    directory = Path(directory)
+    if not (directory / "config.json").is_file() and (directory.parent / "config.json").is_file() \
+            and directory.name == CHECKPOINT:
+        directory = directory.parent
+    path = directory / "config.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"resume: {directory}: not a run directory (no config.json); "
+                                "give the --out directory of the run to continue")
+    try:
+        saved = json.loads(path.read_text(encoding="utf-8"))["train"]
+        cfg = TrainConfig(**saved)
+    except (json.JSONDecodeError, KeyError, TypeError) as e:
+        raise DataFormatError(f"{path}: not a run's config.json ({e})") from None
+    given = {k: v for k, v in (given or {}).items() if k not in RESUME_MAY_CHANGE}
+    for key, value in given.items():
+        if not _same_option(key, value, getattr(cfg, key)):
+            flag = "--" + key.replace("_", "-")
+            raise ConfigError(f"resume: {flag} {value!r} contradicts the run's {key} "
+                              f"{getattr(cfg, key)!r} ({path}); leave it out to continue the run "
+                              "as it was, or train a new run")
+    return dataclasses.replace(cfg, resume=str(directory), out=str(directory))
+
+
+def _same_option(key: str, given, saved) -> bool:
+    if key in ("data", "out") and given and saved:
+        return Path(given).resolve() == Path(saved).resolve()
+    return given == saved
+
+
+def _checkpoint_to_resume(cfg: TrainConfig) -> Path | None:
+    """The checkpoint ``cfg.resume`` continues from; None when the run to resume was killed
+    before it wrote one (it then starts over, which ends the same)."""
+    if not cfg.resume:
+        return None
+    resume = Path(cfg.resume)
+    for candidate in (resume / CHECKPOINT, resume):
+        if (candidate / "training.json").is_file():
+            return candidate
+    if (resume / "config.json").is_file() or resume.name == CHECKPOINT:
+        return None
+    raise FileNotFoundError(f"resume: {resume}: neither a run directory nor a training "
+                            "checkpoint")
+
+
+def write_config(cfg: TrainConfig, out: Path) -> None:
+    """``out/config.json``: the task and every option, what ``--resume`` reads back."""
+    options = dataclasses.asdict(cfg)
+    (out / "config.json").write_text(json.dumps({"task": cfg.task, "train": options}, indent=1))
 
 
 def evaluate(run: Run, path: str, out_dir: Path | None = None) -> dict:
@@ -444,9 +522,8 @@ def generate(run: Run, prompt: str, length: int = 200, temperature: float = 1.0,
 def save(run: Run, out: Path) -> None:
     """Write config.json (the options), model/ (Model.save: weights, architecture and the
     preprocessing), history.csv, metrics.json and the plots."""
+    write_config(run.config, out)
     options = dataclasses.asdict(run.config)
-    (out / "config.json").write_text(json.dumps({"task": run.config.task, "train": options},
-                                                indent=1))
     run.model.preprocessing = {"task": run.config.task, "train": options, **run.preprocessing}
     run.model.save(out / "model")
     (out / "metrics.json").write_text(json.dumps(run.metrics, indent=1))

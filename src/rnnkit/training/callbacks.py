@@ -20,7 +20,7 @@ import time
 import warnings
 
 from .. import optional
-from ..errors import ConfigError, MissingDependencyError
+from ..errors import ConfigError, MissingDependencyError, NonFiniteError
 
 
 class Callback:
@@ -346,8 +346,6 @@ class ModelCheckpoint(Callback):
         return value < self.best if self.direction == "min" else value > self.best
 
     def _save(self, epoch: int, logs: dict) -> None:
-        from .guard import NonFiniteError
-
         try:
             path = self.filepath.format(epoch=epoch + 1, **logs)
         except KeyError as e:

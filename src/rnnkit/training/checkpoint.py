@@ -3,10 +3,13 @@ checkpoint_every=, resume=)``.
 
 A training checkpoint is a directory, written atomically like a model directory:
   state.safetensors  the model's state_dict, the optimizer's tensors, the torch and numpy RNG
-                     states, the epoch's data order, tensors of callback states;
+                     states, the feed's tensors (an epoch's data order, TBPTT's carried
+                     states), tensors of callback states;
   training.json      epoch and step, the optimizer's other state (learning rate, iterations),
-                     running metrics, callback states, History, Python's RNG state, the data's
-                     size and batch size, versions, and the sha256 of state.safetensors.
+                     running metrics, callback states, History, Python's RNG state, where the
+                     feed is (``state_dict`` of the batch stream, of a streamed dataset with its
+                     shuffling RNG, or of the TBPTT windows) and what data it was made on,
+                     versions, and the sha256 of state.safetensors.
 It is saved every ``checkpoint_every`` optimizer steps (mid-epoch, right after a batch), or after
 every epoch when ``checkpoint_every`` is None. ``resume=DIR`` puts all of it back at the point
 where it was taken (a mid-epoch checkpoint after the epoch's on_epoch_begin, an epoch-end one
@@ -25,15 +28,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..errors import ChecksumError, ConfigError, DataFormatError
-from ..models import data as _data
-from ..models import persistence as _persistence
+from .. import storage as _storage
+from ..errors import ChecksumError, ConfigError, DataFormatError, NonFiniteError
 from . import callbacks as _callbacks
 from . import metrics as _metrics
-from .guard import NonFiniteError
+from .data import device_of
 
 FORMAT = "rnnkit-training"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 1 stored an array order where 2 stores the feed's state (both are read)
 TRAINING_FILE = "training.json"
 STATE_FILE = "state.safetensors"
 
@@ -147,43 +149,40 @@ def _set_callback_state(cb, state: dict) -> None:
 
 # -- the run -------------------------------------------------------------------------------------
 class TrainingRun:
-    """The checkpointing side of one ``fit``: data order, periodic saves and resume.
+    """The checkpointing side of one ``fit``: periodic saves and resume.
 
-    Inactive (no checkpoint_dir, no resume) it only hands out the stream's batches. Active, it
-    needs array data without ``steps_per_epoch``: it draws each epoch's order itself, exactly as
-    the stream would (the same generator calls), so checkpointing does not change the result.
+    Inactive (no checkpoint_dir, no resume) it only hands out the feed's batches. Active, it
+    needs a feed that can say where it is (arrays, TBPTT windows, or an iterable with
+    ``state_dict``/``load_state_dict``) and refuses any other before training starts.
     """
 
-    def __init__(self, model, stream: _data.BatchStream, directory=None, every=None,
-                 resume=None):
+    def __init__(self, model, feed, directory=None, every=None, resume=None):
         if every is not None and (not isinstance(every, (int, np.integer)) or every <= 0
                                   or isinstance(every, bool)):
             raise ConfigError(f"fit: checkpoint_every must be a positive integer (optimizer "
                               f"steps) or None, got {every!r}")
         if every is not None and directory is None and resume is None:
             raise ConfigError("fit: checkpoint_every needs checkpoint_dir (where to save)")
-        self.model, self.stream, self.every = model, stream, every
+        self.model, self.feed, self.every = model, feed, every
         self.active = directory is not None or resume is not None
-        self.directory = None if not self.active else Path(directory if directory is not None
-                                                           else resume)
+        self.directory = None if directory is None else Path(directory)
         self.global_step, self.pending = 0, False
-        self.order: torch.Tensor | None = None
         self.saved: dict | None = None
         self.resumed_epoch: int | None = None
         if not self.active:
             return
-        if not isinstance(stream.source, _data.ArrayData) or stream.steps is not None:
-            raise ConfigError("fit: checkpoint_dir/resume need array data (x and y arrays, "
-                              "not a generator) and steps_per_epoch=None: only then can the "
-                              "data order be stored and restored")
+        if not feed.resumable:
+            raise ConfigError(
+                f"fit: checkpoint_dir/resume need data that can say where it is: arrays, or an "
+                f"iterable of batches with state_dict()/load_state_dict() (its position and "
+                f"shuffling RNG); x is a {type(feed.source).__name__}, which cannot, so a "
+                "resumed run could not continue where this one stops")
         if resume is not None:
             self.saved = read_checkpoint(resume)
             self._check_fits(Path(resume))
             self.resumed_epoch = self.saved["json"]["epoch"]
-
-    @property
-    def steps_in_epoch(self) -> int:
-        return self.stream.steps_per_epoch
+            if self.directory is None:
+                self.directory = Path(resume)
 
     def first_epoch(self, initial_epoch: int) -> int:
         return initial_epoch if self.resumed_epoch is None else self.resumed_epoch
@@ -196,21 +195,8 @@ class TrainingRun:
     def batches(self, epoch: int, cbs):
         """(step, batch) of this epoch, after on_epoch_begin; a mid-epoch checkpoint is put
         back here and its epoch continues after the last step it had done."""
-        if not self.active:
-            return enumerate(self.stream.epoch())
-        first = 0
-        if self.saved is not None:
-            first = self._restore(cbs)
-        else:
-            source = self.stream.source
-            self.order = torch.randperm(source.n) if self.stream.shuffle else torch.arange(source.n)
-        return self._iterate(first)
-
-    def _iterate(self, first: int):
-        source, size = self.stream.source, self.stream.batch_size
-        for step in range(first, self.steps_in_epoch):
-            part = source.take(self.order[step * size:(step + 1) * size])
-            yield step, (part.x, part.y, part.sample_weight)
+        first = self._restore(cbs) if self.saved is not None else 0
+        return enumerate(self.feed.epoch(first), start=first)
 
     def after_step(self, epoch: int, step: int, cbs) -> None:
         """After on_train_batch_end: save every ``every`` steps; a save due on an epoch's last
@@ -219,7 +205,8 @@ class TrainingRun:
             return
         self.global_step += 1
         if self.every is not None and self.global_step % self.every == 0:
-            if step + 1 < self.steps_in_epoch and not self.model.stop_training:
+            last = self.feed.steps_per_epoch
+            if (last is None or step + 1 < last) and not self.model.stop_training:
                 self.save(epoch, step + 1, cbs)
             else:
                 self.pending = True
@@ -236,17 +223,15 @@ class TrainingRun:
         tensors: dict = {}
         weights = model.state_dict()
         try:
-            _persistence.check_finite(weights, f"training checkpoint {self.directory}")
+            _storage.check_finite(weights, f"training checkpoint {self.directory}")
         except NonFiniteError as e:
             warnings.warn(f"{e}; epoch {epoch + 1} step {step} not checkpointed, the previous "
                           "checkpoint stays", RuntimeWarning, stacklevel=3)
             return
-        source = self.stream.source
         info = {
-            "format": FORMAT, "format_version": FORMAT_VERSION, **_persistence.versions(),
+            "format": FORMAT, "format_version": FORMAT_VERSION, **_storage.versions(),
             "epoch": epoch, "step": step, "global_step": self.global_step,
-            "data": {"samples": source.n, "batch_size": self.stream.batch_size,
-                     "shuffle": self.stream.shuffle},
+            "data": self.feed.describe(),
             "model": pack(dict(weights), "model", tensors),
             "optimizer": {"class": type(opt).__name__, "learning_rate": opt.learning_rate,
                           "iterations": opt.iterations,
@@ -256,19 +241,18 @@ class TrainingRun:
                            "state": pack(_callback_state(cb), f"callbacks/{i}", tensors)}
                           for i, cb in enumerate(_stateful(cbs))],
             "rng": pack(rng_state(), "rng", tensors),
-            "order": None if step == 0 else pack(self.order, "order", tensors),
+            "feed": pack(self.feed.state_dict(), "feed", tensors),
         }
-        data = _persistence.tensors_bytes(tensors)
-        info["state_sha256"] = _persistence.sha256(data)
+        data = _storage.tensors_bytes(tensors)
+        info["state_sha256"] = _storage.sha256(data)
         text = json.dumps(info, indent=1).encode()
-        _persistence.write_directory(self.directory, {STATE_FILE: data, TRAINING_FILE: text},
-                                     overwrite=True, marker=TRAINING_FILE)
+        _storage.write_directory(self.directory, {STATE_FILE: data, TRAINING_FILE: text},
+                                 overwrite=True, marker=TRAINING_FILE)
 
     # -- resuming ----------------------------------------------------------------------------
     def _check_fits(self, path: Path) -> None:
         info = self.saved["json"]
-        now = {"samples": self.stream.source.n, "batch_size": self.stream.batch_size,
-               "shuffle": self.stream.shuffle}
+        now = self.feed.describe()
         if info["data"] != now:
             raise ConfigError(f"resume: {path} was made on {info['data']}, this fit has {now}; "
                               "resume with the same data, batch_size and shuffle")
@@ -282,8 +266,8 @@ class TrainingRun:
         info, tensors, path = self.saved["json"], self.saved["tensors"], self.saved["path"]
         self.saved = None
         model, opt = self.model, self.model.optimizer
-        model._ensure_ready(self.stream.source.x[:1].to(model._device()))
-        _persistence.load_state(model, unpack(info["model"], tensors), path / STATE_FILE)
+        _ready(model, self.feed.example(), path)
+        _storage.load_state(model, unpack(info["model"], tensors), path / STATE_FILE)
         opt.torch_optimizer.load_state_dict(unpack(info["optimizer"]["torch"], tensors))
         opt.learning_rate, opt.iterations = (info["optimizer"]["learning_rate"],
                                              info["optimizer"]["iterations"])
@@ -291,9 +275,7 @@ class TrainingRun:
         self._restore_callbacks(cbs, info["callbacks"], tensors, path)
         self.global_step = info["global_step"]
         set_rng_state(unpack(info["rng"], tensors))
-        if info["step"] == 0:
-            return 0
-        self.order = unpack(info["order"], tensors)
+        self.feed.load_state_dict(_feed_state(info, tensors))
         return info["step"]
 
     @staticmethod
@@ -308,16 +290,40 @@ class TrainingRun:
             _set_callback_state(cb, unpack(s["state"], tensors))
 
 
+def _ready(model, example, path: Path) -> None:
+    """The model built (from ``example``) and its optimizer too, so the state can go in."""
+    if example is not None:
+        model.build_from_batch(example.to(device_of(model)))
+    if not model.built:
+        raise ConfigError(f"resume: {path}: build the model before resuming (model.build("
+                          "input_shape) or call it on a batch): the data is a stream, so there "
+                          "is no array to build it from")
+    if not model.optimizer.built:
+        model.optimizer.build(model.parameters())
+
+
+def _feed_state(info: dict, tensors: dict) -> dict:
+    """The feed's state; a format-1 checkpoint stored only an array order and its step."""
+    if info["format_version"] >= 2:
+        return unpack(info["feed"], tensors)
+    mid_epoch = info["step"] > 0
+    return {"order": unpack(info["order"], tensors) if mid_epoch else None,
+            "position": info["step"], "passes": info["epoch"] + int(mid_epoch)}
+
+
 def read_checkpoint(path) -> dict:
     """The checked contents of a training checkpoint: {"json", "tensors", "path"}."""
-    directory = _persistence.existing_directory(path)
+    directory = _storage.existing_directory(path)
     if not (directory / TRAINING_FILE).is_file():
         raise DataFormatError(f"resume: {path}: no training checkpoint here (no {TRAINING_FILE}); "
                               "give the checkpoint_dir of an earlier fit")
-    info = _persistence.read_json(directory / TRAINING_FILE)
-    _persistence.check_version(info, directory / TRAINING_FILE, FORMAT, FORMAT_VERSION)
+    info = _storage.read_json(directory / TRAINING_FILE)
+    if info.get("format_version") == 1:  # read as version 1, continued as version 2
+        _storage.check_version(info, directory / TRAINING_FILE, FORMAT, 1)
+    else:
+        _storage.check_version(info, directory / TRAINING_FILE, FORMAT, FORMAT_VERSION)
     if not isinstance(info.get("state_sha256"), str):
         raise ChecksumError(f"{directory / TRAINING_FILE}: no state_sha256; cannot verify "
                             f"{STATE_FILE}")
-    tensors = _persistence.read_tensors(directory / STATE_FILE, info["state_sha256"])
+    tensors = _storage.read_tensors(directory / STATE_FILE, info["state_sha256"])
     return {"json": info, "tensors": tensors, "path": directory}

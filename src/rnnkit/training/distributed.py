@@ -32,7 +32,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DistributedSampler
 
 from ..errors import ConfigError
-from ..models import data as _data
+from . import data as _data
 
 DEFAULT_TIMEOUT_S = 300.0
 
@@ -89,7 +89,8 @@ class DDP:
         if isinstance(stream.source, _data.ArrayData):
             stream.source = ShardedArrays(stream.source, self.rank, self.world_size, self.seed)
         else:
-            stream.source = ShardedIterable(stream.source, self.rank, self.world_size)
+            shards = ResumableShards if _data.is_resumable(stream.source) else ShardedIterable
+            stream.source = shards(stream.source, self.rank, self.world_size)
         return stream
 
     # -- steps -----------------------------------------------------------------------------------
@@ -135,11 +136,15 @@ class ShardedArrays(_data.ArrayData):
                                           shuffle=True, seed=seed)
         self.epoch = 0
 
-    def batches(self, batch_size: int, shuffle: bool) -> Iterator[_data.Batch]:
+    def order(self, shuffle: bool, pass_index: int = 0) -> Tensor:
+        """This process's samples for pass ``pass_index`` (DistributedSampler's epoch)."""
         self.sampler.shuffle = shuffle
-        self.sampler.set_epoch(self.epoch)
+        self.sampler.set_epoch(pass_index)
+        return torch.tensor(list(self.sampler), dtype=torch.long)
+
+    def batches(self, batch_size: int, shuffle: bool) -> Iterator[_data.Batch]:
+        order = self.order(shuffle, self.epoch)
         self.epoch += 1
-        order = torch.tensor(list(self.sampler), dtype=torch.long)
         for start in range(0, len(order), batch_size):
             part = self.take(order[start:start + batch_size])
             yield part.x, part.y, part.sample_weight
@@ -163,6 +168,17 @@ class ShardedIterable:
                 round_ = []
 
 
+class ResumableShards(ShardedIterable):
+    """ShardedIterable of a source that says where it is: its state is the source's own (which
+    counts every process's batches alike)."""
+
+    def state_dict(self) -> dict:
+        return self.source.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        self.source.load_state_dict(state)
+
+
 def detect(strategy=None) -> DDP | None:
     """The strategy fit runs under: None (one process), or DDP set up from the torchrun env."""
     if strategy is None:
@@ -179,7 +195,7 @@ def detect(strategy=None) -> DDP | None:
 
 # -- the calls fit makes (no strategy: unchanged behaviour) ------------------------------------------
 def train_forward(model, x: Tensor, y: Tensor | None):
-    strategy = getattr(model, "_strategy", None)
+    strategy = getattr(model, "distribute_strategy", None)
     if strategy is None:
         return model.call_with_mask(x, targets=y)
     return strategy.forward(model, x, y)

@@ -12,27 +12,33 @@ it, it checks the batch's loss, every gradient and every weight. On a non-finite
   None                  no guard (Keras's behaviour: TerminateOnNaN is then the only help).
 
 Each event is reported as a NonFiniteWarning naming the epoch, the batch and what went bad, with
-the doctor's short findings on that batch when ``rnnkit.diagnosis`` is there; ``events`` (also
-``history.nan_events``) keeps them.
+the doctor's short findings on that batch; ``events`` (also ``history.nan_events``) keeps them.
+The doctor lives in ``rnnkit.diagnosis``, a floor above training: it registers itself here
+(``register_doctor``) when it is imported, which ``import rnnkit`` does.
 """
 
 from __future__ import annotations
 
 import copy
-import importlib
 import math
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
 
-from ..errors import ConfigError, RnnkitError
+from ..errors import ConfigError, NonFiniteError
+from ..layers.recurrent import RNN
 
 MODES = ("rollback", "stop", "raise", None)
+_DOCTOR: Callable | None = None  # doctor(model, x, y, batch_size=) -> a report with .findings
 
 
-class NonFiniteError(RnnkitError, FloatingPointError):
-    """A loss, gradient or weight became NaN or inf (or NaN weights were about to be saved)."""
+def register_doctor(doctor: Callable | None) -> Callable | None:
+    """Use ``doctor`` for the findings of NaN events; returns the one it replaces."""
+    global _DOCTOR
+    previous, _DOCTOR = _DOCTOR, doctor
+    return previous
 
 
 class NonFiniteWarning(RuntimeWarning):
@@ -105,10 +111,15 @@ class NanGuard:
         opt_state = {p: {k: v.clone() if isinstance(v, torch.Tensor) else copy.deepcopy(v)
                          for k, v in s.items()} for p, s in opt.torch_optimizer.state.items()}
         metrics = [copy.deepcopy(m.__dict__) for m in model.metrics]
-        return weights, opt_state, opt.iterations, metrics
+        # states carried from batch to batch (stateful layers, TBPTT windows): a rolled-back
+        # batch leaves the next one the state it started from
+        carried = [(m, m.states) for m in model.modules() if isinstance(m, RNN) and m.stateful]
+        return weights, opt_state, opt.iterations, metrics, carried
 
     def _restore(self, saved: tuple) -> None:
-        weights, opt_state, iterations, metrics = saved
+        weights, opt_state, iterations, metrics, carried = saved
+        for layer, states in carried:
+            layer.states = states
         model, opt = self.model, self.model.optimizer
         model.load_state_dict(weights)
         opt.torch_optimizer.state.clear()
@@ -143,18 +154,13 @@ class NanGuard:
 
 
 def doctor_findings(model, batch, limit: int = 3) -> list[str]:
-    """The doctor's errors and warnings on the bad batch, one line each (empty without
-    ``rnnkit.diagnosis``). The doctor gets a copy: its probe steps must not train the model."""
-    try:
-        diagnosis = importlib.import_module("rnnkit.diagnosis")
-    except ModuleNotFoundError:
-        return []
-    doctor = getattr(diagnosis, "doctor", None)
-    if doctor is None:
+    """The doctor's errors and warnings on the bad batch, one line each (empty when no doctor is
+    registered). The doctor gets a copy: its probe steps must not train the model."""
+    if _DOCTOR is None:
         return []
     x, y = batch[0], batch[1]
     try:
-        report = doctor(copy.deepcopy(model), x, y, batch_size=len(x))
+        report = _DOCTOR(copy.deepcopy(model), x, y, batch_size=len(x))
     except Exception as e:  # a failing diagnosis must not hide the NaN report itself
         return [f"(the doctor could not run on this batch: {type(e).__name__}: {e})"]
     picked = [f for f in report.findings if f.severity in ("error", "warning")][:limit]

@@ -55,16 +55,21 @@ class Precision:
         self._check_device(device)
         return torch.autocast(device.type, dtype=self.dtype)
 
-    def backward_step(self, loss: Tensor, optimizer) -> None:
-        """backward, then the optimizer's step (clipping included); fp16 through the scaler."""
+    def backward_step(self, loss: Tensor, optimizer, before_update=None) -> None:
+        """backward, then the optimizer's step (clipping included); fp16 through the scaler.
+        ``before_update(loss)``, with the true gradients in place, may return False: no step."""
         if self.name != "fp16":
             loss.backward()
-            optimizer.step()
+            if before_update is None or before_update(loss) is not False:
+                optimizer.step()
             return
         if self.scaler is None:
             self.scaler = torch.amp.GradScaler(loss.device.type)
         self.scaler.scale(loss).backward()
         self.scaler.unscale_(optimizer.torch_optimizer)  # clip the true gradients, not scaled
+        if before_update is not None and before_update(loss) is False:
+            self.scaler.update()
+            return
         optimizer.clip_gradients()
         self.scaler.step(optimizer.torch_optimizer)  # skipped when a gradient overflowed
         self.scaler.update()

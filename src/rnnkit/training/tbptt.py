@@ -3,27 +3,34 @@
 Dimension legend: B batch (parallel series), T time, I input features, O outputs per step.
 
 TBPTT(k1, k2) (Williams & Peng): every k1 new steps, one optimizer update whose gradients reach
-k2 steps back. The recurrent layers are made stateful for the run: each carries its state from
-one block to the next, detached, so the autograd graph — and the memory held for backward —
-spans at most k2 steps however long the series is. k2 must be a multiple of k1: an update re-runs
-the last k2 steps from the state saved k2 steps earlier (k2 == k1, the common case, re-runs
-nothing); the loss covers the k1 new steps.
+k2 steps back. It is not a loop of its own: ``Windows`` is a batch feed for ``fit`` that cuts
+the series into windows and carries the recurrent state from one window to the next, so every
+window is an ordinary batch of fit's loop, with its train step, NaN guard, precision, DDP,
+callbacks, checkpoints and exact resume.
 
-``fit_tbptt(model, x, y, k1, k2)`` takes x (B, T, I) and per-step targets y (B, T, O) from a
-compiled model whose output is a sequence (B, t, O).
+The recurrent layers are made stateful for the run: each carries its state from one window to
+the next, detached, so the autograd graph, and the memory held for backward, spans at most k2
+steps however long the series is. k2 must be a multiple of k1: a window re-runs the last k2 steps
+from the state saved k2 steps earlier (k2 == k1, the common case, re-runs nothing); the steps
+before the k1 new ones get sample weight 0, so the loss covers the new steps only.
+
+``fit(x, y, tbptt=(k1, k2))`` takes x (B, T, I) and per-step targets y (B, T, O) for a compiled
+model whose output is a sequence (B, t, O). The B series form one batch, in order (under DDP,
+each process's share of them); every epoch runs them once from a zero state.
 """
 
 from __future__ import annotations
 
 import contextlib
 from collections import deque
+from collections.abc import Iterator
 
 import torch
 from torch import Tensor
 
 from ..errors import ConfigError, ShapeError
-from . import callbacks as _callbacks
-from . import denormals as _denormals
+from ..layers.recurrent import RNN
+from . import data as _data
 
 
 def check_window(tbptt) -> tuple[int, int]:
@@ -37,8 +44,6 @@ def check_window(tbptt) -> tuple[int, int]:
 
 def recurrent_layers(model) -> list:
     """The recurrent layers whose state TBPTT carries; a backward layer cannot be carried."""
-    from ..layers import RNN
-
     rnns = [m for m in model.modules() if isinstance(m, RNN)]
     for layer in rnns:
         if layer.go_backwards:
@@ -74,83 +79,145 @@ class CarriedState:
         for layer, s in zip(self.layers, states):
             layer.states = s
 
+    @contextlib.contextmanager
+    def paused(self):
+        """The layers as they were before the run (validation runs whole sequences), the carried
+        states put back afterwards."""
+        carried = self.snapshot()
+        flags = [layer.stateful for layer in self.layers]
+        for layer, flag in zip(self.layers, self.saved_flags):
+            layer.stateful = flag
+            layer.reset_states()
+        try:
+            yield
+        finally:
+            for layer, flag in zip(self.layers, flags):
+                layer.stateful = flag
+            self.restore(carried)
 
-def _check_series(model, x: Tensor, y: Tensor) -> None:
-    if x.dim() != 3 or y.dim() != 3 or x.shape[:2] != y.shape[:2]:
+
+def check_series(x: Tensor, y: Tensor | None) -> None:
+    if y is None or x.dim() != 3 or y.dim() != 3 or x.shape[:2] != y.shape[:2]:
+        shape = None if y is None else tuple(y.shape)
         raise ShapeError(f"tbptt: expected x (B, T, I) and per-step targets y (B, T, O) sharing "
-                         f"B and T, got x {tuple(x.shape)} and y {tuple(y.shape)}")
+                         f"B and T, got x {tuple(x.shape)} and y {shape}")
 
 
-def train_series(model, x: Tensor, y: Tensor, k1: int, k2: int, cbs=None) -> dict:
-    """One pass over the series (one epoch): an update every k1 steps; returns the epoch logs."""
-    carried = CarriedState(recurrent_layers(model))
-    model.reset_metrics()
-    logs: dict = {}
-    with carried:
-        back = deque([carried.snapshot()], maxlen=k2 // k1)  # states at the last block starts
-        for step, start in enumerate(range(0, x.shape[1], k1)):
-            stop = min(start + k1, x.shape[1])
-            begin = max(stop - k2, 0) if k2 > k1 else start
-            carried.restore(back[0])  # the state at `begin`, detached
-            if cbs is not None:
-                cbs.call("on_train_batch_begin", step, None)
-            with _denormals.steps_flushed(getattr(model, "_flushing_steps", False)):
-                logs = _update(model, x[:, begin:stop], y[:, start:stop], stop - start)
-            back.append(carried.snapshot())
-            if cbs is not None:
-                cbs.call("on_train_batch_end", step, logs)
-    return logs
-
-
-def _update(model, x: Tensor, y: Tensor, new: int) -> dict:
-    """Forward the window x (B, w, I), loss on its last ``new`` steps, one optimizer step."""
-    y_pred, mask = model.call_with_mask(x)
-    if y_pred.dim() != 3:
+def check_sequence_output(model, x: Tensor) -> None:
+    """A ShapeError unless the model outputs a sequence (B, t, O) on x (one eval forward)."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            out = model(x)
+    finally:
+        model.train(was_training)
+    if out.dim() != 3:
         raise ShapeError(f"tbptt: the model must output a sequence (B, t, O), got shape "
-                         f"{tuple(y_pred.shape)}; set return_sequences=True on the last "
+                         f"{tuple(out.shape)}; set return_sequences=True on the last "
                          "recurrent layer")
-    y_pred = y_pred[:, -new:]
-    weight = None if mask is None else mask[:, -new:].float()
-    loss = model.compute_loss(y, y_pred, weight)
-    model.optimizer.zero_grad()
-    loss.backward()
-    model.optimizer.step()
-    return model.compute_metrics(loss, y, y_pred.detach(), weight, len(x))
+
+
+class Windows:
+    """fit's batch feed under TBPTT(k1, k2): each epoch, the series of ``arrays`` (x (B, T, I),
+    y (B, T, O), sample weights (B,) or (B, T)) as windows (x[:, begin:stop], y[:, begin:stop],
+    weights with 0 before ``start``) that carry the recurrent state. A window must run through
+    fit's train step before the next one is asked for: the state it leaves is the next one's start.
+    ``with feed.carrying():`` around the run makes the recurrent layers stateful.
+    """
+
+    def __init__(self, arrays: _data.ArrayData, model, k1: int, k2: int):
+        check_series(arrays.x, arrays.y)
+        self.source, self.k1, self.k2 = arrays, k1, k2
+        self.carried = CarriedState(recurrent_layers(model))
+        self.model = model
+        self.ran_out = False
+        self._window = 0  # the next window of this pass
+        self._back: deque | None = None  # carried states at the last k2 // k1 window starts
+        self._pending = False
+        self._passes = 0
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return -(-self.source.x.shape[1] // self.k1)
+
+    @property
+    def arrays(self) -> _data.ArrayData:
+        return self.source
+
+    def carrying(self) -> CarriedState:
+        return self.carried
+
+    def paused(self):
+        return self.carried.paused()
+
+    def epoch(self, first_step: int = 0) -> Iterator[_data.Batch]:
+        """This pass's windows (a resumed pass continues from its state; ``first_step`` is
+        where it stands already)."""
+        order = self.source.order(False, self._passes)
+        series = self.source.take(order)
+        if self._back is None:  # a fresh pass starts from a zero state
+            self.carried.restore([None] * len(self.carried.layers))
+            self._back = deque([self.carried.snapshot()], maxlen=self.k2 // self.k1)
+            self._window = 0
+        steps = series.x.shape[1]
+        while self._window * self.k1 < steps:
+            start = self._window * self.k1
+            stop = min(start + self.k1, steps)
+            begin = max(stop - self.k2, 0) if self.k2 > self.k1 else start
+            self.carried.restore(self._back[0])  # the state at `begin`, detached
+            self._window += 1
+            self._pending = True  # the state this window leaves is not in _back yet
+            yield self._cut(series, begin, start, stop)
+            self._back.append(self.carried.snapshot())
+            self._pending = False
+        self._back, self._window = None, 0
+        self._passes += 1
+
+    @staticmethod
+    def _cut(series: _data.ArrayData, begin: int, start: int, stop: int) -> _data.Batch:
+        """Steps [begin, stop) of every series; only [start, stop) count in the loss."""
+        counted = torch.zeros(series.n, stop - begin)  # (B, w)
+        counted[:, start - begin:] = 1.0
+        weight = series.sample_weight
+        if weight is not None:
+            weight = weight[:, begin:stop] if weight.dim() >= 2 else weight[:, None]
+            counted = counted * weight.reshape(series.n, -1).to(counted.dtype)
+        if start == begin and series.sample_weight is None:
+            counted = None  # every step counts: no weights, as a plain batch
+        return series.x[:, begin:stop], series.y[:, begin:stop], counted
+
+    # -- resuming --------------------------------------------------------------------------------
+    resumable = True
+
+    def state_dict(self) -> dict:
+        """The next window and the carried states it and the re-run windows start from."""
+        back = None
+        if self._back is not None:
+            starts = deque(self._back, maxlen=self._back.maxlen)
+            if self._pending:  # taken between a window's train step and the next window
+                starts.append(self.carried.snapshot())
+            back = [[None if s is None else list(s) for s in snapshot] for snapshot in starts]
+        return {"window": self._window, "back": back, "passes": self._passes}
+
+    def load_state_dict(self, state: dict) -> None:
+        device = _data.device_of(self.model)
+        self._window, self._passes, self._pending = state["window"], state["passes"], False
+        self._back = None if state["back"] is None else deque(
+            ([None if s is None else tuple(t.to(device) for t in s) for s in snapshot]
+             for snapshot in state["back"]), maxlen=self.k2 // self.k1)
+
+    def describe(self) -> dict:
+        return {"series": self.source.n, "steps": int(self.source.x.shape[1]),
+                "tbptt": [self.k1, self.k2]}
+
+    def example(self) -> Tensor:
+        return self.source.x[:1, :self.k1]
 
 
 def fit_tbptt(model, x, y, tbptt, epochs: int = 1, verbose=0, callbacks=None):
-    """Train a compiled model on long series with TBPTT(k1, k2); returns the History.
-
-    x (B, T, I) holds B parallel series, y (B, T, O) a target per step. Each epoch runs the
-    series once from a zero state.
-    """
-    from ..models import data
-
-    k1, k2 = check_window(tbptt)
-    if getattr(model, "_strategy", None) is not None:
-        raise ConfigError("tbptt: truncated BPTT runs in one process; it cannot be combined "
-                          "with strategy='ddp' / torchrun")
-    x, y = data.to_tensor(x, "x"), data.to_tensor(y, "y")
-    _check_series(model, x, y)
-    device = model._device()
-    x, y = x.to(device), y.to(device)
-    model._ensure_ready(x[:, :k1])
-    history = _callbacks.History()
-    cbs = model._callback_list(callbacks, history, verbose,
-                               {"epochs": epochs, "steps": -(-x.shape[1] // k1)})
-    model.stop_training = False
-    model.train()
-    cbs.call("on_train_begin", None)
-    logs: dict = {}
-    for epoch in range(epochs):
-        cbs.call("on_epoch_begin", epoch, None)
-        logs = train_series(model, x, y, k1, k2, cbs)
-        cbs.call("on_epoch_end", epoch, logs)
-        if model.stop_training:
-            break
-    cbs.call("on_train_end", logs)
-    model.history = history
-    return history
+    """The old entry point: ``model.fit(x, y, tbptt=tbptt, ...)``, which it now is."""
+    return model.fit(x, y, tbptt=tbptt, epochs=epochs, verbose=verbose, callbacks=callbacks)
 
 
 class SavedMemory:

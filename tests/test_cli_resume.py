@@ -1,0 +1,150 @@
+"""Every CLI run resumes: SIGKILL at a random step mid-epoch, then ``rnnkit train --resume DIR``
+and nothing else, ends with the weights (and history) of a run that was never interrupted, for
+each of the four tasks. The killed run is a subprocess, slowed down (a sleep in every train step,
+which changes no number) so the kill lands mid-run; the resumed and the uninterrupted runs then
+run here, on one thread as the killed one did."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from rnnkit import cli
+from rnnkit.errors import ConfigError
+from rnnkit.tasks.seq2seq import addition_pairs
+
+SLOW = textwrap.dedent("""
+    import sys, time
+    from rnnkit.models import Model
+
+    step = Model.train_step
+
+    def slow(self, batch):
+        time.sleep(0.05)
+        return step(self, batch)
+
+    Model.train_step = slow
+    from rnnkit import cli
+    sys.exit(cli.main(sys.argv[1:]))
+""")
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    d = tmp_path_factory.mktemp("data")
+    rng = np.random.default_rng(0)
+    t = np.arange(240)
+    a = np.sin(2 * np.pi * t / 12) + 0.1 * rng.standard_normal(240)
+    with open(d / "series.csv", "w") as f:
+        f.write("a,temp\n")
+        for i in t:
+            f.write(f"{a[i]:.4f},{3 * a[i] + 10 + 0.1 * rng.standard_normal():.4f}\n")
+    words = {"pos": ["good", "great", "love"], "neg": ["bad", "awful", "hate"]}
+    with open(d / "reviews.csv", "w") as f:
+        f.write("review,sentiment\n")
+        for i in range(60):
+            label = ("neg", "pos")[i % 2]
+            f.write(" ".join(rng.choice(words[label] + ["the", "film"], 5)) + f",{label}\n")
+    (d / "text.txt").write_text("the quick brown fox jumps over the lazy dog. " * 12)
+    (d / "add.tsv").write_text("\n".join(f"{s}\t{t}" for s, t in addition_pairs(80, 1)))
+    return d
+
+
+TASKS = {  # task: (options, optimizer steps per epoch)
+    "forecast": (["--data", "series.csv", "--target", "temp", "--lookback", "12", "--model",
+                  "gru:4", "--batch-size", "16"], 10),
+    "classify": (["--data", "reviews.csv", "--text", "review", "--label", "sentiment",
+                  "--model", "lstm:4", "--maxlen", "6", "--batch-size", "8"], 6),
+    "generate": (["--data", "text.txt", "--model", "gru:6", "--seq-len", "16",
+                  "--sample-length", "5", "--batch-size", "4"], 7),
+    "seq2seq": (["--data", "add.tsv", "--model", "gru:8", "--decoder", "lstm:8",
+                 "--batch-size", "8"], 8),
+}
+EPOCHS = 2
+
+
+def _argv(files, task: str) -> list[str]:
+    options, _ = TASKS[task]
+    options = [str(files / o) if o.endswith((".csv", ".txt", ".tsv")) else o for o in options]
+    return ["--task", task, *options, "--epochs", str(EPOCHS), "--seed", "5", "--threads", "1",
+            "--checkpoint-every", "1", "--quiet"]
+
+
+def _kill_at(step: int, argv: list[str], out, script) -> dict:
+    """Run the slowed training, SIGKILL it once its checkpoint has reached ``step``; the last
+    checkpoint's training.json."""
+    proc = subprocess.Popen([sys.executable, str(script), "train", *argv, "--out", str(out)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    info_path = out / "checkpoint" / "training.json"
+    deadline = time.monotonic() + 240
+    while True:
+        assert proc.poll() is None, proc.communicate()[1].decode()[-3000:]
+        assert time.monotonic() < deadline, "the checkpoint never reached the step"
+        try:
+            if json.loads(info_path.read_text())["global_step"] >= step:
+                break
+        except (FileNotFoundError, json.JSONDecodeError, KeyError):
+            pass
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate()
+    assert proc.returncode == -signal.SIGKILL  # killed, not finished
+    return json.loads(info_path.read_text())
+
+
+@pytest.fixture
+def threads_kept():
+    """The runs set torch's thread count (--threads 1): put the suite's back afterwards."""
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.mark.parametrize("task", sorted(TASKS))
+def test_sigkill_mid_epoch_then_resume_dir_alone_gives_the_same_weights(files, tmp_path, task,
+                                                                        threads_kept):
+    steps = TASKS[task][1]
+    rng = np.random.default_rng(sorted(TASKS).index(task))
+    # mid-epoch, with two more mid-epoch steps after it: the kill lands before an epoch's end
+    step = int(rng.choice([s for s in range(2, EPOCHS * steps) if 1 <= s % steps <= steps - 3]))
+    (tmp_path / "slow.py").write_text(SLOW)
+    argv = _argv(files, task)
+    killed, straight = tmp_path / "killed", tmp_path / "straight"
+    info = _kill_at(step, argv, killed, tmp_path / "slow.py")
+    assert info["step"] > 0, f"killed at an epoch's end ({info}), not mid-epoch"
+    assert not (killed / "model").exists()  # it never finished
+
+    assert cli.main(["train", "--resume", str(killed)]) == 0
+    # uninterrupted, checkpointed after each epoch only (checkpoints change no number)
+    assert cli.main(["train", *argv, "--checkpoint-every", "0", "--out", str(straight)]) == 0
+    ours = load_file(killed / "model" / "model.safetensors")
+    theirs = load_file(straight / "model" / "model.safetensors")
+    assert ours.keys() == theirs.keys()
+    assert all(torch.equal(ours[k], theirs[k]) for k in ours), \
+        f"killed at global step {info['global_step']} (epoch {info['epoch']}, step {info['step']})"
+    assert (killed / "history.csv").read_text() == (straight / "history.csv").read_text()
+
+
+def test_resume_refuses_options_that_contradict_the_run(files, tmp_path):
+    out = tmp_path / "run"
+    argv = ["train", "--task", "forecast", "--data", str(files / "series.csv"), "--target",
+            "temp", "--lookback", "8", "--model", "gru:3", "--epochs", "1", "--quiet",
+            "--out", str(out)]
+    assert cli.main(argv) == 0
+    with pytest.raises(ConfigError, match=r"resume: --lookback 9 contradicts the run's lookback "
+                                          r"8 \(.*config.json\)"):
+        cli.run(["train", "--resume", str(out), "--lookback", "9"])
+    with pytest.raises(ConfigError, match=r"resume: --model 'lstm:3' contradicts"):
+        cli.run(["train", "--resume", str(out / "checkpoint"), "--model", "lstm:3"])
+    # the same options, the data by another path, and more epochs: a finished run goes on
+    assert cli.main(["train", "--resume", str(out), "--data",
+                     os.path.relpath(files / "series.csv"), "--epochs", "2", "--quiet"]) == 0
+    saved = json.loads((out / "config.json").read_text())["train"]
+    assert saved["epochs"] == 2 and len((out / "history.csv").read_text().splitlines()) == 3
