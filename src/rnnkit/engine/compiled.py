@@ -74,14 +74,23 @@ def arch_flags() -> tuple[list[str], str]:
     name (so a build cache shared between machines never loads code for the wrong CPU).
 
     The gate loops and the tiles vectorise 16 floats wide with AVX-512, 8 with AVX2 and FMA, 4 with
-    the baseline SSE2.
+    the baseline SSE2. torch's capability follows ATEN_CPU_CAPABILITY where that is set, which may
+    name more than the CPU has; the hardware checks (cpuinfo's, the same ones torch makes) have the
+    last word, so a build never holds instructions this CPU lacks (SIGILL at the first call).
     """
     capability = torch.backends.cpu.get_cpu_capability()
-    if capability == "AVX512":
+    if capability == "AVX512" and _cpu_has("avx512"):
         return ["-mavx2", "-mfma", "-mavx512f", "-mavx512dq", "-mavx512bw", "-mavx512vl"], "_avx512"
-    if capability == "AVX2":
+    if capability in ("AVX2", "AVX512") and _cpu_has("avx2"):
         return ["-mavx2", "-mfma"], "_avx2"
     return [], ""
+
+
+def _cpu_has(unit: str) -> bool:
+    """cpuinfo's answer for "avx2" (torch's AVX2 capability adds FMA) or "avx512" (F, DQ, BW and VL:
+    the flags above); torch versions without the check rely on the capability alone."""
+    check = getattr(torch.cpu, f"_is_{unit}_supported", None)
+    return check() if check is not None else True
 
 
 # -fno-trapping-math (as torch's own build): lets the compiler turn the activations' clamps into
