@@ -134,6 +134,24 @@ def test_tiles_saturated_gates(dtype, cell_name, tiles_taken):
                                    msg=lambda m, i=i: f"tensor {i}: {m}")
 
 
+@pytest.mark.parametrize("train", [True, False], ids=["training", "inference"])
+@pytest.mark.parametrize("cell_name", ["tanh", "sigmoid", "relu_nobias", "lstm", "lstm_relu_nobias",
+                                       "gru"])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["float64", "float32"])
+def test_tiles_propagate_nan_as_the_reference(dtype, cell_name, train):
+    """A NaN input gives NaN where the reference loop's are (the vector clamps and relu keep NaN),
+    so the trainer's NaN guard and TerminateOnNaN see it."""
+    cell, x, state, opts = setup(cell_name, 20, dtype, {})
+    x = x.detach().clone()
+    x[2, 3, 1] = float("nan")
+    with torch.set_grad_enabled(train):
+        got = scan(cell, x.requires_grad_(train), state, backend="compiled")
+        expected = scan(cell, x, state, backend="reference")
+    for g, e in zip((got.outputs, *got.state), (expected.outputs, *expected.state), strict=True):
+        assert e.isnan().any()
+        assert torch.equal(g.isnan(), e.isnan())
+
+
 @pytest.mark.parametrize("cell_name", ["tanh", "lstm", "gru"])
 def test_tiles_over_two_threads(cell_name, two_threads, tiles_taken):
     """B=29 on two threads: each thread's rows in blocks of tile rows, and a remainder; the threads'

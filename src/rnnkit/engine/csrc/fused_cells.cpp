@@ -1589,9 +1589,10 @@ RNNKIT_INLINE void vput(T* p, const Vec<T>& v, int64_t n) {
 // library's exp and tanh, lane by lane.
 RNNKIT_INLINE Vec<float> vexp(Vec<float> x) {
 #if defined(__AVX512F__)
-  // clamps as min/max, the rounding as one instruction, 2^n as vscalefps
-  const __m512 v = _mm512_max_ps(_mm512_min_ps(reinterpret_cast<__m512>(x), _mm512_set1_ps(88.0f)),
-                                 _mm512_set1_ps(-87.0f));
+  // clamps as min/max, the rounding as one instruction, 2^n as vscalefps. min/max return their
+  // second operand where either is NaN: x goes second, so a NaN stays NaN (the NaN guard sees it)
+  const __m512 v = _mm512_max_ps(_mm512_set1_ps(-87.0f),
+                                 _mm512_min_ps(_mm512_set1_ps(88.0f), reinterpret_cast<__m512>(x)));
   const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(v, _mm512_set1_ps(1.44269504088896341f)),
                                         _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
   const Vec<float> nv = reinterpret_cast<Vec<float>>(n);
@@ -1658,7 +1659,7 @@ RNNKIT_INLINE Vec<T> vact(Vec<T> z, A act) {
   switch (static_cast<int64_t>(act)) {
     case kTanh: return vtanh<T>(z);
     case kSigmoid: return vsigmoid<T>(z);
-    case kRelu: return z > Vec<T>{} ? z : Vec<T>{};
+    case kRelu: return z < Vec<T>{} ? Vec<T>{} : z;  // NaN stays NaN, as torch.relu's
     default: return z;
   }
 }
