@@ -300,7 +300,8 @@ def test_explain_names_what_cannot_run():
     assert chosen == [select(LSTMCell(3, 4), spec).name]
 
 
-def test_auto_falls_back_from_native_for_unpackable_masks_and_lags(monkeypatch):
+def test_auto_falls_back_from_native_for_unpackable_masks_and_lags(monkeypatch,
+                                                                  lstm_inference_on_native):
     cell = LSTMCell(3, 4)
     x = torch.randn(2, 4, 3)
     holes = torch.tensor([[True, False, True, True], [True, True, True, True]])
@@ -310,7 +311,7 @@ def test_auto_falls_back_from_native_for_unpackable_masks_and_lags(monkeypatch):
     packed = torch.tensor([[True, True, False, False], [True, True, True, True]])
     assert scan(cell, x, mask=packed).kernel == loop  # torch's packed backward is O(T²) on CPU
     monkeypatch.setattr(native, "PACKED_ON_CPU", True)
-    with torch.no_grad():  # inference, where the rule puts native first for LSTM
+    with torch.no_grad():  # inference, where the (pinned) rule puts native first for LSTM
         assert scan(cell, x, mask=packed).kernel == "native"
 
 

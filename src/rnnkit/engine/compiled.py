@@ -17,6 +17,12 @@ loop with no synchronisation per step, while the recurrent weight fits ``SPLIT_B
 a larger weight would be streamed through every core's cache each step, so then one loop runs on
 all rows with BLAS threading each GEMM. The weight-gradient GEMMs after the loop use all threads.
 
+The standard cells (SimpleRNN, LSTM without peepholes or coupling, GRU with reset_after; one lag,
+no recurrent mask) up to ``TILE_MAX_UNITS`` units take register tiles instead (``CompiledTiles``,
+``ops.tile_*``): weights packed once per call, a step's products for a few rows and one vector of
+units in vector registers with the gate math on them, batch-major with the input projection
+inside, so none of the buffers above exist (see csrc/fused_cells.cpp).
+
 Families: SimpleCell (and TeacherForcedCell, a SimpleRNN recurrence on its own projection); LSTMCell
 (standard, peephole full/diagonal, coupled); GRUCell (reset_after True and False); FeedbackCell
 (output feedback, o_{t-1} fed back, with or without the short-cut D x_t); all with lags, masks and
