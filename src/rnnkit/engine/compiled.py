@@ -30,10 +30,11 @@ recurrent masks. Activations (output_activation too): linear, tanh, sigmoid and 
 derivatives follow from their outputs); anything else stays on ``fused``. CPU, float32 and float64.
 
 The extension is built with ``torch.utils.cpp_extension.load`` at its first use (g++ and ninja;
-15-40 s on a 2-core machine) into ``$RNNKIT_EXT_DIR``, or torch's extensions directory when that is unset, and
-reused from there. When the build fails, ``supports`` says "C++ extension unavailable: <reason>":
-``backend="auto"`` then takes ``fused`` (``rnnkit.engine.explain`` shows why) and
-``backend="compiled"`` raises ``BackendError`` with that reason.
+about 2 minutes on one core since the tiles: 115-150 s measured on 2026-11-30) into
+``$RNNKIT_EXT_DIR``, or torch's extensions directory when that is unset, and reused from there.
+When the build fails, ``supports`` says "C++ extension unavailable: <reason>": ``backend="auto"``
+then takes ``fused`` (``rnnkit.engine.explain`` shows why) and ``backend="compiled"`` raises
+``BackendError`` with that reason.
 """
 
 from __future__ import annotations
