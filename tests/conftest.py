@@ -24,6 +24,16 @@ def _fixed_seeds():
 
 
 @pytest.fixture
+def lstm_inference_on_native(monkeypatch):
+    """auto's rule sends LSTM inference to native from H=129 (below it the compiled kernel's tiles
+    win): pinned from H=1, so small layers in a test take the native path (one call for
+    Bidirectional and Stacked, packed masks)."""
+    from rnnkit.engine import registry
+
+    monkeypatch.setitem(registry.NATIVE_FROM_UNITS, ("LSTMCell", "inference"), 1)
+
+
+@pytest.fixture
 def two_threads():
     """torch on two intra-op threads for the test, whatever the machine's default."""
     before = torch.get_num_threads()

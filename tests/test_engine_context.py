@@ -94,7 +94,7 @@ def test_gate_values_with_dilation_are_those_of_the_interleaved_recurrences():
             np.testing.assert_allclose(got[name][:, start::2], want[name], rtol=1e-5, atol=1e-6)
 
 
-def test_scan_layers_says_why_it_cannot_run_layers_in_one_call():
+def test_scan_layers_says_why_it_cannot_run_layers_in_one_call(lstm_inference_on_native):
     cells = [_built(layers.LSTM(H)).cell, _built(layers.LSTM(H)).cell]
     x = torch.randn(B, T, I)
     states = [cell.zero_state(B, x) for cell in cells]
@@ -105,7 +105,7 @@ def test_scan_layers_says_why_it_cannot_run_layers_in_one_call():
             cells[0], engine.ScanSpec(has_mask=False, has_recurrent_mask=False, device=x.device,
                                       dtype=x.dtype, batch=B, steps=T))[1])
     assert engine.scan_layers(cells, x, states, bidirectional=True) is None
-    with torch.no_grad():  # inference: auto runs LSTM on native, and so may the one call
+    with torch.no_grad():  # inference: auto runs LSTM on native (pinned), and so may the one call
         assert engine.scan_layers_reason(cells, x, backend="auto") == ""
         out = engine.scan_layers(cells, x, states, bidirectional=True)
         assert out.kernel == "native" and out.outputs.shape == (B, T, 2 * H)
@@ -123,7 +123,7 @@ def test_scan_layers_says_why_it_cannot_run_layers_in_one_call():
         assert engine.scan_layers(cells, x, states, backend="compiled").kernel == "native"
 
 
-def test_scan_layers_asks_what_each_layer_would_run_in_training():
+def test_scan_layers_asks_what_each_layer_would_run_in_training(lstm_inference_on_native):
     """Stacked layers: a later layer's input carries a gradient when an earlier layer trains, so
     it is judged as training even when its own weights and state are frozen."""
     first, second = _built(layers.LSTM(H)).cell, _built(layers.LSTM(H)).cell
@@ -138,7 +138,7 @@ def test_scan_layers_asks_what_each_layer_would_run_in_training():
     assert "auto runs LSTMCell on compiled" in engine.scan_layers_reason([first, second], x)
 
 
-def test_a_hooked_layer_keeps_the_wrapper_on_the_separate_path(monkeypatch):
+def test_a_hooked_layer_keeps_the_wrapper_on_the_separate_path(monkeypatch, lstm_inference_on_native):
     bi = layers.Bidirectional(layers.LSTM(H, return_sequences=True))
     bi(torch.zeros(1, 2, I))
     together, run_layers = [], engine.native.run_layers
@@ -147,7 +147,7 @@ def test_a_hooked_layer_keeps_the_wrapper_on_the_separate_path(monkeypatch):
     x = torch.randn(B, T, I)
     seen = []
     handle = bi.backward_layer.register_forward_hook(lambda *args: seen.append(1))
-    with torch.no_grad():  # inference: auto runs LSTM on native, so the one call is open
+    with torch.no_grad():  # inference: auto runs LSTM on native (pinned), so the one call is open
         bi(x)
         assert seen == [1] and bi.backward_layer.hooked and 2 not in together
         handle.remove()

@@ -425,7 +425,7 @@ def test_use_cudnn_chooses_or_refuses_the_native_kernel():
         layers.LSTM(H, implementation=3)
 
 
-def test_use_cudnn_holds_inside_bidirectional_and_stacked(monkeypatch):
+def test_use_cudnn_holds_inside_bidirectional_and_stacked(monkeypatch, lstm_inference_on_native):
     """The wrappers hand the engine what each layer asks for itself: use_cudnn=True runs both
     directions in one native call even in training on CPU (where auto would take the compiled
     loop), use_cudnn=False keeps them off native even where auto would take it (inference)."""
@@ -446,7 +446,7 @@ def test_use_cudnn_holds_inside_bidirectional_and_stacked(monkeypatch):
         calls.clear()
         off(x)
         assert calls == [] and off.forward_layer.last_kernel == "compiled"
-        auto(x)  # inference: auto runs LSTM on native, so one call for the stack
+        auto(x)  # inference: auto runs LSTM on native (pinned), so one call for the stack
         assert calls == [2] and auto.layers[1].last_kernel == "native"
     auto(x)  # training on CPU: auto runs each LSTM on the compiled loop
     assert calls == [2] and auto.layers[1].last_kernel == "compiled"

@@ -13,7 +13,7 @@ import torch
 from torch.func import functional_call
 
 from rnnkit.cells import FeedbackCell, GRUCell, LinearCell, LSTMCell, SimpleCell, TeacherForcedCell
-from rnnkit.engine import BackendError, ScanSpec, explain, native, registry, scan, select
+from rnnkit.engine import BackendError, ScanSpec, compiled, explain, native, registry, scan, select
 from rnnkit.engine.compiled import COMPILED
 from rnnkit.engine.fused import block_steps
 
@@ -255,11 +255,11 @@ def test_auto_picks_the_fastest_supporting_kernel(cell_name, expected):
 
 
 @pytest.mark.parametrize("cell_name,expected", [
-    ("tanh", "compiled"), ("relu", "compiled"), ("lstm", "native"), ("lstm_nobias", "native"),
+    ("tanh", "compiled"), ("relu", "compiled"), ("lstm", "compiled"), ("lstm_nobias", "compiled"),
     ("gru", "compiled"), ("peephole_full", "compiled"),
 ])
 def test_auto_for_inference_follows_the_rule(cell_name, expected):
-    """Under no_grad the rule's inference column: oneDNN's LSTM first, compiled for the others."""
+    """Under no_grad the rule's inference column at H=4: compiled (its tiles) for every cell."""
     if COMPILED.ops()[0] is None:
         expected = "native" if cell_name in NATIVE_CELLS else "fused"
     cell = CELLS[cell_name]((1,))
@@ -300,7 +300,8 @@ def test_explain_names_what_cannot_run():
     assert chosen == [select(LSTMCell(3, 4), spec).name]
 
 
-def test_auto_falls_back_from_native_for_unpackable_masks_and_lags(monkeypatch):
+def test_auto_falls_back_from_native_for_unpackable_masks_and_lags(monkeypatch,
+                                                                  lstm_inference_on_native):
     cell = LSTMCell(3, 4)
     x = torch.randn(2, 4, 3)
     holes = torch.tensor([[True, False, True, True], [True, True, True, True]])
@@ -310,7 +311,7 @@ def test_auto_falls_back_from_native_for_unpackable_masks_and_lags(monkeypatch):
     packed = torch.tensor([[True, True, False, False], [True, True, True, True]])
     assert scan(cell, x, mask=packed).kernel == loop  # torch's packed backward is O(T²) on CPU
     monkeypatch.setattr(native, "PACKED_ON_CPU", True)
-    with torch.no_grad():  # inference, where the rule puts native first for LSTM
+    with torch.no_grad():  # inference, where the (pinned) rule puts native first for LSTM
         assert scan(cell, x, mask=packed).kernel == "native"
 
 
@@ -388,8 +389,9 @@ def test_fused_zero_steps_pass_the_state_through(cell_name):
     assert all(torch.equal(g, torch.full_like(g, 3.0)) for g in grads)
 
 
-def test_inference_crossover_sends_wide_simple_and_gru_to_native():
-    """NATIVE_FROM_UNITS' inference column: SimpleRNN and GRU on native from H=512."""
+def test_inference_crossover_sends_wide_cells_to_native():
+    """NATIVE_FROM_UNITS' inference column: SimpleRNN and GRU on native from H=512; LSTM on the
+    compiled tiles up to their largest H and on native above it."""
     if COMPILED.ops()[0] is None:
         pytest.skip("the compiled kernel did not build here")
     spec = ScanSpec(has_mask=False, has_recurrent_mask=False, device=torch.device("cpu"),
@@ -397,3 +399,7 @@ def test_inference_crossover_sends_wide_simple_and_gru_to_native():
     for cell_type in (SimpleCell, GRUCell):
         assert select(cell_type(2, 256), spec).name == "compiled"
         assert select(cell_type(2, 512), spec).name == "native"
+    tiles = compiled.TILE_MAX_UNITS
+    assert registry.NATIVE_FROM_UNITS[("LSTMCell", "inference")] == tiles + 1
+    assert select(LSTMCell(2, tiles), spec).name == "compiled"
+    assert select(LSTMCell(2, tiles + 1), spec).name == "native"

@@ -17,6 +17,12 @@ loop with no synchronisation per step, while the recurrent weight fits ``SPLIT_B
 a larger weight would be streamed through every core's cache each step, so then one loop runs on
 all rows with BLAS threading each GEMM. The weight-gradient GEMMs after the loop use all threads.
 
+The standard cells (SimpleRNN, LSTM without peepholes or coupling, GRU with reset_after; one lag,
+no recurrent mask) up to ``TILE_MAX_UNITS`` units take register tiles instead (``CompiledTiles``,
+``ops.tile_*``): weights packed once per call, a step's products for a few rows and one vector of
+units in vector registers with the gate math on them, batch-major with the input projection
+inside, so none of the buffers above exist (see csrc/fused_cells.cpp).
+
 Families: SimpleCell (and TeacherForcedCell, a SimpleRNN recurrence on its own projection); LSTMCell
 (standard, peephole full/diagonal, coupled); GRUCell (reset_after True and False); FeedbackCell
 (output feedback, o_{t-1} fed back, with or without the short-cut D x_t); all with lags, masks and
@@ -24,10 +30,11 @@ recurrent masks. Activations (output_activation too): linear, tanh, sigmoid and 
 derivatives follow from their outputs); anything else stays on ``fused``. CPU, float32 and float64.
 
 The extension is built with ``torch.utils.cpp_extension.load`` at its first use (g++ and ninja;
-15-40 s on a 2-core machine) into ``$RNNKIT_EXT_DIR``, or torch's extensions directory when that is unset, and
-reused from there. When the build fails, ``supports`` says "C++ extension unavailable: <reason>":
-``backend="auto"`` then takes ``fused`` (``rnnkit.engine.explain`` shows why) and
-``backend="compiled"`` raises ``BackendError`` with that reason.
+about 2 minutes on one core since the tiles: 115-150 s measured on 2026-11-30) into
+``$RNNKIT_EXT_DIR``, or torch's extensions directory when that is unset, and reused from there.
+When the build fails, ``supports`` says "C++ extension unavailable: <reason>": ``backend="auto"``
+then takes ``fused`` (``rnnkit.engine.explain`` shows why) and ``backend="compiled"`` raises
+``BackendError`` with that reason.
 """
 
 from __future__ import annotations
@@ -73,11 +80,24 @@ def arch_flags() -> tuple[list[str], str]:
     """Compiler flags for the vector units torch found on this CPU, and a suffix for the library's
     name (so a build cache shared between machines never loads code for the wrong CPU).
 
-    The gate loops vectorise 8 floats wide with AVX2 and FMA, 4 wide with the baseline SSE2.
+    The gate loops and the tiles vectorise 16 floats wide with AVX-512, 8 with AVX2 and FMA, 4 with
+    the baseline SSE2. torch's capability follows ATEN_CPU_CAPABILITY where that is set, which may
+    name more than the CPU has; the hardware checks (cpuinfo's, the same ones torch makes) have the
+    last word, so a build never holds instructions this CPU lacks (SIGILL at the first call).
     """
-    if torch.backends.cpu.get_cpu_capability() in ("AVX2", "AVX512"):
+    capability = torch.backends.cpu.get_cpu_capability()
+    if capability == "AVX512" and _cpu_has("avx512"):
+        return ["-mavx2", "-mfma", "-mavx512f", "-mavx512dq", "-mavx512bw", "-mavx512vl"], "_avx512"
+    if capability in ("AVX2", "AVX512") and _cpu_has("avx2"):
         return ["-mavx2", "-mfma"], "_avx2"
     return [], ""
+
+
+def _cpu_has(unit: str) -> bool:
+    """cpuinfo's answer for "avx2" (torch's AVX2 capability adds FMA) or "avx512" (F, DQ, BW and VL:
+    the flags above); torch versions without the check rely on the capability alone."""
+    check = getattr(torch.cpu, f"_is_{unit}_supported", None)
+    return check() if check is not None else True
 
 
 # -fno-trapping-math (as torch's own build): lets the compiler turn the activations' clamps into
@@ -309,16 +329,23 @@ def _run_family(ops, cell, xw, state, m, rm):
 
 
 INFER_KINDS = {SimpleCell: 0, LSTMCell: 1, GRUCell: 2}
+# The standard cells run on tiles (ops.tile_*: a step's products in vector registers over weights
+# packed once per call, gate math on the tiles' values, batch-major, no projection buffer; see
+# csrc/fused_cells.cpp) up to this many units, in training and inference. Above it a tile
+# re-streams weights that have outgrown the core's cache at every step, and BLAS's GEMMs (the
+# loops above, and the forward-only ``ops.infer``) take over (benchmarks/bench_tiles.py).
+TILE_MAX_UNITS = 128
 
 
-def inference_reason(cell, x: Tensor, state, recurrent_mask: Tensor | None) -> str:
-    """Why this run cannot take the forward-only path (``ops.infer``), or '' when it can: nothing
-    records gradients, a standard cell (SimpleRNN, LSTM without peepholes or coupling, GRU with
-    reset_after) with one lag, no recurrent mask, no autocast."""
-    if records_grad(cell, x, state):
-        return "autograd records this run"
-    kind = next((k for t, k in INFER_KINDS.items() if isinstance(cell, t)), None)
-    if kind is None:
+def _kind(cell) -> int | None:
+    return INFER_KINDS.get(type(cell))
+
+
+def standard_reason(cell, x: Tensor, recurrent_mask: Tensor | None) -> str:
+    """Why the tiles and the forward-only loop cannot run this cell, or '' when they can: a standard
+    cell (SimpleRNN, LSTM without peepholes or coupling, GRU with reset_after) with one lag, no
+    recurrent mask, no autocast."""
+    if _kind(cell) is None:
         return f"no forward-only loop for {type(cell).__name__}"
     if isinstance(cell, LSTMCell) and (cell.peephole is not None or cell.coupled):
         return "no forward-only loop for peephole or coupled LSTMs"
@@ -331,17 +358,81 @@ def inference_reason(cell, x: Tensor, state, recurrent_mask: Tensor | None) -> s
     return ""
 
 
+def inference_reason(cell, x: Tensor, state, recurrent_mask: Tensor | None) -> str:
+    """Why this run cannot take the forward-only path (``ops.tile_infer`` or ``ops.infer``), or ''
+    when it can: nothing records gradients and ``standard_reason`` has no objection."""
+    if records_grad(cell, x, state):
+        return "autograd records this run"
+    return standard_reason(cell, x, recurrent_mask)
+
+
+def tiles_fit(cell) -> bool:
+    return cell.hidden_size <= TILE_MAX_UNITS
+
+
+def _acts(cell) -> tuple[int, int]:
+    cfg = _config(cell)
+    return cfg["act"], cfg.get("ract", ACTIVATION_CODES[torch.sigmoid])
+
+
 def infer(ops, cell, x: Tensor, state, mask: Tensor | None) -> tuple[Tensor, tuple[Tensor, ...]]:
     """The forward-only run: x (B, T, I) -> ys (B, T, H), final state; saves nothing."""
-    cfg = _config(cell)
-    kind = next(k for t, k in INFER_KINDS.items() if isinstance(cell, t))
+    kind = _kind(cell)
     m = None if mask is None else mask.to(x.dtype)
     c0 = state[1] if kind == 1 else None
-    ys, h, c = ops.infer(x, state[0], c0, cell.weight_ih, cell.weight_hh, cell.bias,
-                         getattr(cell, "bias_hh", None), m, kind, cfg["act"],
-                         cfg.get("ract", ACTIVATION_CODES[torch.sigmoid]),
-                         split_batch(cell.weight_ih, cell.weight_hh))
+    args = (x, state[0], c0, cell.weight_ih, cell.weight_hh, cell.bias,
+            getattr(cell, "bias_hh", None), m, kind, *_acts(cell))
+    if tiles_fit(cell):
+        ys, h, c = ops.tile_infer(*args)
+    else:
+        ys, h, c = ops.infer(*args, split_batch(cell.weight_ih, cell.weight_hh))
     return ys, (h, c) if kind == 1 else (h,)
+
+
+class CompiledTiles(torch.autograd.Function):
+    """The standard cells on tiles, batch-major: x (B, T, I), h0 (and c0 for LSTM) (B, H) -> ys
+    (B, T, H), h_T (and c_T). The input projection is part of it (x, W_ih and the biases are inputs),
+    so no (T, B, G·H) projection or gradient exists outside the C++ loops."""
+
+    @staticmethod
+    def forward(ctx, x, h0, c0, w_ih, w_hh, bias, bias_hh, m, ops, kind, act, ract):
+        a, ghn, hbuf, cbuf = ops.tile_forward(x, h0, c0, w_ih, w_hh, bias, bias_hh, m, kind, act, ract)
+        ctx.save_for_backward(x, w_ih, w_hh, a, ghn, hbuf, cbuf, m)
+        ctx.set_materialize_grads(False)  # unused outputs' gradients stay None: no zeros of their size
+        ctx.ops, ctx.cfg = ops, (kind, act, ract)
+        ctx.grads_of = (bias is not None, bias_hh is not None)
+        ys = hbuf[:, 1:]
+        if m is not None:
+            ys = ys * m.unsqueeze(-1)
+        final = (hbuf[:, -1].clone(),) if kind != 1 else (hbuf[:, -1].clone(), cbuf[:, -1].clone())
+        return ys, *final
+
+    @staticmethod
+    @first_order_only
+    def backward(ctx, dys, dh_last, dc_last=None):
+        x, w_ih, w_hh, a, ghn, hbuf, cbuf, m = ctx.saved_tensors
+        kind, act, ract = ctx.cfg
+        state = (x.shape[0], hbuf.shape[2])
+        dys, dh_last, dc_last = _zeros_for_none(
+            (dys, dh_last, dc_last if kind == 1 else dh_last),
+            ((*x.shape[:2], hbuf.shape[2]), state, state), hbuf)
+        dx, dh0, dc0, dw_ih, dw_hh, db, dbh = ctx.ops.tile_backward(
+            dys, dh_last, dc_last if kind == 1 else None, x, w_ih, w_hh, a, ghn, hbuf, cbuf, m, kind,
+            act, ract, ctx.needs_input_grad[0])
+        has_bias, has_bias_hh = ctx.grads_of
+        return (dx, dh0, dc0 if kind == 1 else None, dw_ih, dw_hh, db if has_bias else None,
+                dbh if has_bias_hh else None, None, None, None, None, None)
+
+
+def tiled(ops, cell, x: Tensor, state, mask: Tensor | None) -> tuple[Tensor, tuple[Tensor, ...]]:
+    """The training run on tiles: x (B, T, I) -> ys (B, T, H), final state."""
+    kind = _kind(cell)
+    m = None if mask is None else mask.to(x.dtype).contiguous()
+    c0 = state[1].contiguous() if kind == 1 else None
+    ys, *final = CompiledTiles.apply(x.contiguous(), state[0].contiguous(), c0, cell.weight_ih,
+                                     cell.weight_hh, cell.bias, getattr(cell, "bias_hh", None), m, ops,
+                                     kind, *_acts(cell))
+    return ys, tuple(final)
 
 
 class CompiledKernel:
@@ -374,6 +465,8 @@ class CompiledKernel:
         ops, _ = self.ops()
         if not inference_reason(cell, x, state, recurrent_mask):
             return infer(ops, cell, x, state, mask)
+        if tiles_fit(cell) and not standard_reason(cell, x, recurrent_mask):
+            return tiled(ops, cell, x, state, mask)
         return run_time_major(functools.partial(_family, ops), cell, x, state, mask, recurrent_mask)
 
 

@@ -101,13 +101,16 @@ def _first_supporting(cell, spec: ScanSpec, names: tuple[str, ...],
 # on, for the cell family and for training (autograd records the run) or inference (it does
 # not). benchmarks/bench_dispatch.py prints the grid behind it (B 1-128, H 16-512, T 50 and 500,
 # masks) in docs/benchmarks.md: forward+backward, compiled was at or below native at every point
-# for GRU and SimpleRNN and within noise or below for LSTM; forward only (H 32, 128, 512),
-# oneDNN's LSTM stayed ahead of compiled's forward-only loop, and for SimpleRNN and GRU native
-# won at H=512 (B 1 and 16) and compiled below. On GPU the rank order stands (cuDNN first; not
-# measured). None: compiled first at every H.
+# for GRU and SimpleRNN and within noise or below for LSTM; forward only (H 32, 128, 512), for
+# SimpleRNN and GRU native won at H=512 (B 1 and 16) and compiled below. LSTM inference: compiled's
+# register tiles (up to compiled.TILE_MAX_UNITS = 128 units) beat oneDNN's LSTM at B 1, 16 and 128
+# and H 16-128 (0.29-0.83x; B=16 H=128 1.02x), and its BLAS loop above them lost to it at H=256 for
+# B 1 and 16 (3.1x, 1.35x; docs/benchmarks.md, "register tiles"), so LSTM inference goes native from
+# TILE_MAX_UNITS + 1. On GPU the rank order stands (cuDNN first; not measured). None: compiled first
+# at every H.
 NATIVE_FROM_UNITS = {
     ("SimpleCell", "training"): None, ("SimpleCell", "inference"): 512,
-    ("LSTMCell", "training"): None, ("LSTMCell", "inference"): 1,
+    ("LSTMCell", "training"): None, ("LSTMCell", "inference"): 129,
     ("GRUCell", "training"): None, ("GRUCell", "inference"): 512,
 }
 

@@ -34,9 +34,13 @@
 #include <torch/library.h>
 
 #include <algorithm>
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <mutex>
 #include <optional>
 #include <tuple>
 #include <type_traits>
@@ -98,12 +102,12 @@ void activate_out(Tensor& out, const Tensor& in, int64_t act) {
   activate_<T>(out, act);
 }
 
-// C (m, n) <- beta C + A (m, k) · op(W), all row-major with row strides lda, ldw, ldc (unit column
-// stride); op(W) = Wᵀ for W (n, k) when w_t, else W (k, n). beta is 0 or 1. Column-major BLAS sees
-// the transposes: Cᵀ = op(W)ᵀ Aᵀ.
+// C (m, n) <- beta C + op(A) · op(B), all row-major with row strides lda, ldb, ldc (unit column
+// stride); op(A) (m, k) is Aᵀ of A (k, m) when a_t, else A; op(B) (k, n) is Bᵀ of B (n, k) when b_t,
+// else B. beta is 0 or 1. Column-major BLAS sees the transposes: Cᵀ = op(B)ᵀ op(A)ᵀ.
 template <typename T>
-void gemm(int64_t m, int64_t n, int64_t k, const T* a, int64_t lda, const T* w, int64_t ldw, bool w_t,
-          T beta, T* c, int64_t ldc) {
+void gemm_ex(bool a_t, bool b_t, int64_t m, int64_t n, int64_t k, const T* a, int64_t lda, const T* b,
+             int64_t ldb, T beta, T* c, int64_t ldc) {
   if (m == 0 || n == 0) return;
   if (k == 0) {
     for (int64_t i = 0; i < m; ++i) {
@@ -114,27 +118,35 @@ void gemm(int64_t m, int64_t n, int64_t k, const T* a, int64_t lda, const T* w, 
   constexpr bool is_float = std::is_same_v<T, float>;
   const bool blas = is_float ? sgemm_ != nullptr : dgemm_ != nullptr;
   if (blas) {
-    const char ta = w_t ? 'T' : 'N', tb = 'N';
+    const char ta = b_t ? 'T' : 'N', tb = a_t ? 'T' : 'N';
     const int mm = static_cast<int>(n), nn = static_cast<int>(m), kk = static_cast<int>(k);
-    const int la = static_cast<int>(ldw), lb = static_cast<int>(lda), lc = static_cast<int>(ldc);
+    const int la = static_cast<int>(ldb), lb = static_cast<int>(lda), lc = static_cast<int>(ldc);
     const T one = T(1);
     if constexpr (is_float) {
-      sgemm_(&ta, &tb, &mm, &nn, &kk, &one, w, &la, a, &lb, &beta, c, &lc);
+      sgemm_(&ta, &tb, &mm, &nn, &kk, &one, b, &la, a, &lb, &beta, c, &lc);
     } else {
-      dgemm_(&ta, &tb, &mm, &nn, &kk, &one, w, &la, a, &lb, &beta, c, &lc);
+      dgemm_(&ta, &tb, &mm, &nn, &kk, &one, b, &la, a, &lb, &beta, c, &lc);
     }
     return;
   }
   const auto opts = at::TensorOptions().dtype(c10::CppTypeToScalarType<T>::value);
-  const Tensor at_a = at::from_blob(const_cast<T*>(a), {m, k}, {lda, 1}, opts);
-  const Tensor at_w = w_t ? at::from_blob(const_cast<T*>(w), {n, k}, {ldw, 1}, opts).t()
-                          : at::from_blob(const_cast<T*>(w), {k, n}, {ldw, 1}, opts);
+  const Tensor at_a = a_t ? at::from_blob(const_cast<T*>(a), {k, m}, {lda, 1}, opts).t()
+                          : at::from_blob(const_cast<T*>(a), {m, k}, {lda, 1}, opts);
+  const Tensor at_b = b_t ? at::from_blob(const_cast<T*>(b), {n, k}, {ldb, 1}, opts).t()
+                          : at::from_blob(const_cast<T*>(b), {k, n}, {ldb, 1}, opts);
   Tensor at_c = at::from_blob(c, {m, n}, {ldc, 1}, opts);
   if (beta == T(0)) {
-    at::mm_out(at_c, at_a, at_w);
+    at::mm_out(at_c, at_a, at_b);
   } else {
-    at_c.addmm_(at_a, at_w);
+    at_c.addmm_(at_a, at_b);
   }
+}
+
+// C (m, n) <- beta C + A (m, k) · op(W): op(W) = Wᵀ for W (n, k) when w_t, else W (k, n).
+template <typename T>
+void gemm(int64_t m, int64_t n, int64_t k, const T* a, int64_t lda, const T* w, int64_t ldw, bool w_t,
+          T beta, T* c, int64_t ldc) {
+  gemm_ex<T>(false, w_t, m, n, k, a, lda, w, ldw, beta, c, ldc);
 }
 
 // e^x for float in plain arithmetic (Cephes' expf: x = n ln2 + r, a degree-5 polynomial in r,
@@ -1479,6 +1491,739 @@ std::tuple<Tensor, Tensor, Tensor> infer(const Tensor& x_, const Tensor& h0, con
   return {ys, h, c};
 }
 
+// -- Tiles: the standard cells with their recurrent products in registers ------------------------
+// At small H a step's products are too small for BLAS: MKL's sgemm on B/threads x K=32 x N=4H rows
+// spends much of its time re-packing W_hh on every call, and around the loop the input projection,
+// its bias, the time-major copy of x and the (T, B, G·H) buffer between them are memory traffic.
+// Here the weights are packed once per call into panels, and a tile of R rows computes
+// [x_t, h_{t-1}] · [W_ih, W_hh]ᵀ + b for one group of V units (V = the vector width, all gates of those
+// units) in R·NA vector registers, then the gate math of those units from those values. Each block of
+// R rows runs the whole time loop on its own (the recurrence is independent across rows), so its
+// states and the panels stay in L1/L2. Everything is batch-major (B, T, ·), as the caller's x: no
+// transposes. Backward goes the same way, block by block and backward in time: the gate gradients dz
+// of the block's rows into a (R, T, G·H) scratch, dL/dh_{t-1} = dz W_hh by tiles over a backward
+// panel, and after the block's time loop its dx and weight gradients as GEMMs over that scratch while
+// it is still in cache, and the bias gradients as its sums; no (T, B, G·H) gradient is allocated.
+#if defined(__AVX512F__)
+constexpr int64_t kVecBytes = 64;
+#elif defined(__AVX__)
+constexpr int64_t kVecBytes = 32;
+#else
+constexpr int64_t kVecBytes = 16;
+#endif
+
+template <typename T>
+struct VecOf;
+template <>
+struct VecOf<float> {
+  typedef float type __attribute__((vector_size(kVecBytes)));
+};
+template <>
+struct VecOf<double> {
+  typedef double type __attribute__((vector_size(kVecBytes)));
+};
+template <typename T>
+using Vec = typename VecOf<T>::type;
+template <typename T>
+constexpr int64_t kLanes = kVecBytes / static_cast<int64_t>(sizeof(T));
+
+template <typename T>
+RNNKIT_INLINE Vec<T> vload(const T* p) {
+  Vec<T> v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+template <typename T>
+RNNKIT_INLINE void vstore(T* p, const Vec<T>& v) {
+  std::memcpy(p, &v, sizeof v);
+}
+// The first n lanes (n <= the vector's): a group's tail past H reads zeros and writes nothing. Lane by
+// lane (AVX-512: a masked move), never a call: a call would spill every live vector register.
+template <typename T>
+RNNKIT_INLINE Vec<T> vload_n(const T* p, int64_t n) {
+#if defined(__AVX512F__)
+  const __mmask16 k = static_cast<__mmask16>((1u << n) - 1);
+  if constexpr (std::is_same_v<T, float>) {
+    return reinterpret_cast<Vec<float>>(_mm512_maskz_loadu_ps(k, p));
+  } else {
+    return reinterpret_cast<Vec<double>>(_mm512_maskz_loadu_pd(static_cast<__mmask8>(k), p));
+  }
+#else
+  Vec<T> v{};
+  for (int64_t i = 0; i < n; ++i) v[i] = p[i];
+  return v;
+#endif
+}
+template <typename T>
+RNNKIT_INLINE void vstore_n(T* p, const Vec<T>& v, int64_t n) {
+#if defined(__AVX512F__)
+  const __mmask16 k = static_cast<__mmask16>((1u << n) - 1);
+  if constexpr (std::is_same_v<T, float>) {
+    _mm512_mask_storeu_ps(p, k, reinterpret_cast<__m512>(v));
+  } else {
+    _mm512_mask_storeu_pd(p, static_cast<__mmask8>(k), reinterpret_cast<__m512d>(v));
+  }
+#else
+  for (int64_t i = 0; i < n; ++i) p[i] = v[i];
+#endif
+}
+// A group of V units (Full) or the last one, cut at H
+template <bool Full, typename T>
+RNNKIT_INLINE Vec<T> vget(const T* p, int64_t n) {
+  if constexpr (Full) {
+    return vload(p);
+  } else {
+    return vload_n(p, n);
+  }
+}
+template <bool Full, typename T>
+RNNKIT_INLINE void vput(T* p, const Vec<T>& v, int64_t n) {
+  if constexpr (Full) {
+    vstore(p, v);
+  } else {
+    vstore_n(p, v, n);
+  }
+}
+
+// The activations on whole vectors: fast_exp's arithmetic lane-wise for float; double keeps the
+// library's exp and tanh, lane by lane.
+RNNKIT_INLINE Vec<float> vexp(Vec<float> x) {
+#if defined(__AVX512F__)
+  // clamps as min/max, the rounding as one instruction, 2^n as vscalefps. min/max return their
+  // second operand where either is NaN: x goes second, so a NaN stays NaN (the NaN guard sees it)
+  const __m512 v = _mm512_max_ps(_mm512_set1_ps(-87.0f),
+                                 _mm512_min_ps(_mm512_set1_ps(88.0f), reinterpret_cast<__m512>(x)));
+  const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(v, _mm512_set1_ps(1.44269504088896341f)),
+                                        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  const Vec<float> nv = reinterpret_cast<Vec<float>>(n);
+  x = reinterpret_cast<Vec<float>>(v);
+#else
+  using VecI = int32_t __attribute__((vector_size(kVecBytes)));
+  const Vec<float> lo = Vec<float>{} - 87.0f, hi = Vec<float>{} + 88.0f;
+  x = x < lo ? lo : x;
+  x = x > hi ? hi : x;
+  constexpr float kRound = 12582912.0f;
+  const Vec<float> nv = (x * 1.44269504088896341f + kRound) - kRound;
+#endif
+  Vec<float> r = x - nv * 0.693359375f;
+  r = r - nv * -2.12194440e-4f;
+  Vec<float> p = Vec<float>{} + 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  p = p * r * r + r + 1.0f;
+#if defined(__AVX512F__)
+  return reinterpret_cast<Vec<float>>(_mm512_scalef_ps(reinterpret_cast<__m512>(p), n));
+#else
+  const VecI bits = (__builtin_convertvector(nv, VecI) + 127) << 23;
+  return p * reinterpret_cast<const Vec<float>&>(bits);
+#endif
+}
+RNNKIT_INLINE Vec<double> vexp(Vec<double> x) {
+  for (int64_t i = 0; i < kLanes<double>; ++i) x[i] = std::exp(x[i]);
+  return x;
+}
+
+// 1 / d. With AVX-512, float takes rcp14 (14 bits) and one Newton step (28 bits, past float's 24):
+// a zmm division costs about as much as the rest of a sigmoid.
+template <typename T>
+RNNKIT_INLINE Vec<T> vrecip(Vec<T> d) {
+#if defined(__AVX512F__)
+  if constexpr (std::is_same_v<T, float>) {
+    const Vec<float> r = reinterpret_cast<Vec<float>>(_mm512_rcp14_ps(reinterpret_cast<__m512>(d)));
+    return r * (2.0f - d * r);
+  }
+#endif
+  return T(1) / d;
+}
+
+template <typename T>
+RNNKIT_INLINE Vec<T> vsigmoid(Vec<T> x) {
+  return vrecip<T>(T(1) + vexp(-x));
+}
+
+template <typename T>
+RNNKIT_INLINE Vec<T> vtanh(Vec<T> x) {
+  if constexpr (std::is_same_v<T, double>) {
+    for (int64_t i = 0; i < kLanes<double>; ++i) x[i] = std::tanh(x[i]);
+    return x;
+  } else {
+    return T(2) * vsigmoid<T>(T(2) * x) - T(1);
+  }
+}
+
+template <typename T, typename A>
+RNNKIT_INLINE Vec<T> vact(Vec<T> z, A act) {
+  switch (static_cast<int64_t>(act)) {
+    case kTanh: return vtanh<T>(z);
+    case kSigmoid: return vsigmoid<T>(z);
+    case kRelu: return z < Vec<T>{} ? Vec<T>{} : z;  // NaN stays NaN, as torch.relu's
+    default: return z;
+  }
+}
+
+// NA accumulators per row and group (SimpleRNN h; LSTM i, f, g, o; GRU r, z, n_x, n_h), NX and NH
+// weight vectors per k of the x and h panels; a panel's vector q feeds accumulator q, or q + 1 from
+// q = SX (SH) on: GRU's x panel has no n_h, its h panel no n_x.
+template <int64_t Kind>
+struct TileShape;
+template <>
+struct TileShape<0> {  // kSimple
+  static constexpr int NA = 1, NX = 1, NH = 1, SX = 1, SH = 1, G = 1;
+};
+template <>
+struct TileShape<1> {  // kLSTM
+  static constexpr int NA = 4, NX = 4, NH = 4, SX = 4, SH = 4, G = 4;
+};
+template <>
+struct TileShape<2> {  // kGRU
+  static constexpr int NA = 4, NX = 3, NH = 3, SX = 3, SH = 2, G = 3;
+};
+
+// Rows per tile: R·NA accumulators, the panel's vectors and a broadcast fit the vector registers
+// (32 with AVX-512, 16 below). Backward tiles hold one vector of dh per row.
+template <int64_t Kind>
+constexpr int tile_rows() {
+  return kVecBytes == 64 ? (Kind == 0 ? 8 : 6) : (Kind == 0 ? 6 : 3);
+}
+constexpr int kBackRows = kVecBytes == 64 ? 8 : 6;
+
+template <typename T>
+constexpr int64_t padded(int64_t n) {
+  return (n + kLanes<T> - 1) / kLanes<T> * kLanes<T>;
+}
+
+// acc[r][map(q)] += Σ_k a[r][k] · w[k][q] for the R rows a[r] (k numbers each) and a panel w of NW
+// vectors per k; map(q) = q below Skip, q + 1 from Skip on.
+template <typename T, int R, int NA, int NW, int Skip>
+RNNKIT_INLINE void tile_fma(Vec<T> (&acc)[R][NA], const T* const* a, int64_t k, const T* __restrict w) {
+  constexpr int64_t V = kLanes<T>;
+  for (int64_t kk = 0; kk < k; ++kk) {
+    Vec<T> wv[NW];
+#pragma GCC unroll 8
+    for (int q = 0; q < NW; ++q) wv[q] = vload(w + (kk * NW + q) * V);
+#pragma GCC unroll 16
+    for (int r = 0; r < R; ++r) {
+      const T s = a[r][kk];
+#pragma GCC unroll 8
+      for (int q = 0; q < NW; ++q) acc[r][q < Skip ? q : q + 1] += wv[q] * s;
+    }
+  }
+}
+
+// The forward panels, one per group g of V units [g·V, g·V + V) (the last one padded with zero
+// weights): the x panel (I, NX, V), then the h panel (H, NH, V); vector q of either holds the rows
+// q·H + u of W_ih or W_hh (gate q). -> (groups, (I·NX + H·NH)·V)
+template <typename T, int64_t Kind>
+Tensor pack_forward(const Tensor& w_ih, const Tensor& w_hh) {
+  using S = TileShape<Kind>;
+  constexpr int64_t V = kLanes<T>;
+  const int64_t in = w_ih.size(1), hid = w_hh.size(1), groups = padded<T>(hid) / V;
+  const int64_t panel = (in * S::NX + hid * S::NH) * V;
+  Tensor out = at::zeros({groups, panel}, w_ih.options());
+  T* o = ptr<T>(out);
+  const T *wi = ptr<T>(w_ih), *wh = ptr<T>(w_hh);
+  for (int64_t u = 0; u < hid; ++u) {
+    T* x = o + (u / V) * panel + u % V;
+    T* h = x + in * S::NX * V;
+    for (int64_t k = 0; k < in; ++k)
+      for (int q = 0; q < S::NX; ++q) x[(k * S::NX + q) * V] = wi[(q * hid + u) * in + k];
+    for (int64_t k = 0; k < hid; ++k)
+      for (int q = 0; q < S::NH; ++q) h[(k * S::NH + q) * V] = wh[(q * hid + u) * hid + k];
+  }
+  return out;
+}
+
+// The accumulators' starting values (groups, NA, V): the biases (GRU: r and z take b + b_hh, n_x b_n,
+// n_h b_hh's n).
+template <typename T, int64_t Kind>
+Tensor pack_bias(const Tensor& bias, const Tensor& bias_hh, int64_t hid, const at::TensorOptions& opts) {
+  using S = TileShape<Kind>;
+  constexpr int64_t V = kLanes<T>;
+  Tensor out = at::zeros({padded<T>(hid) / V, S::NA * V}, opts);
+  T* o = ptr<T>(out);
+  const T *b = ptr<T>(bias), *bh = ptr<T>(bias_hh);
+  for (int64_t u = 0; u < hid; ++u) {
+    T* ob = o + (u / V) * S::NA * V + u % V;
+    for (int q = 0; q < S::NA; ++q) {
+      T v = T(0);
+      if (Kind == kGRU && q == 3) {
+        v = bh ? bh[2 * hid + u] : T(0);
+      } else {
+        v = b ? b[q * hid + u] : T(0);
+        if (Kind == kGRU && q < 2 && bh) v += bh[q * hid + u];
+      }
+      ob[q * V] = v;
+    }
+  }
+  return out;
+}
+
+// The backward panels (groups, G·H, V): group g holds W_hh's columns [g·V, g·V + V) (zeros past H),
+// for dL/dh_{t-1} = dz W_hh.
+template <typename T>
+Tensor pack_backward(const Tensor& w_hh) {
+  constexpr int64_t V = kLanes<T>;
+  const int64_t gh = w_hh.size(0), hid = w_hh.size(1), groups = padded<T>(hid) / V;
+  Tensor out = at::zeros({groups, gh * V}, w_hh.options());
+  T* o = ptr<T>(out);
+  const T* w = ptr<T>(w_hh);
+  for (int64_t k = 0; k < gh; ++k)
+    for (int64_t u = 0; u < hid; ++u) o[(u / V) * gh * V + k * V + u % V] = w[k * hid + u];
+  return out;
+}
+
+template <typename T>
+struct TileForward {
+  const T* x;  // (B, T, I), contiguous
+  int64_t in, steps, hid;
+  const T *wp, *bp;  // pack_forward, pack_bias
+  int64_t groups, panel;
+  const T* m;  // (B, T) or null
+  // training: gate activations a (B, T, G·H) (GRU's n_h in ghn (B, T, H)); h and c (B, T+1, H), slot 0
+  // holding h0, c0. Inference: ys (B, T, H), and h, c (B, H) holding h0, c0 and left holding h_T, c_T.
+  T *a, *ghn, *hbuf, *cbuf, *ys, *h, *c;
+};
+
+// One row's gate math for the n units of a group, on the vectors of its accumulators z: the new
+// state, and in training the gate activations; a masked step carries h and c (inference: and outputs 0).
+template <typename T, int64_t Kind, bool Train, bool Full, typename A, typename RA>
+RNNKIT_INLINE void tile_gates(const Vec<T>* z, int64_t n, int64_t hid, bool real, A act, RA ract, T* a,
+                              T* ghn, const T* h_prev, T* h_new, const T* c_prev, T* c_new, T* y) {
+  Vec<T> h;
+  if constexpr (Kind == kSimple) {
+    h = vact<T>(z[0], act);
+  } else if constexpr (Kind == kLSTM) {
+    const Vec<T> i = vact<T>(z[0], ract), f = vact<T>(z[1], ract);
+    const Vec<T> g = vact<T>(z[2], act), o = vact<T>(z[3], ract);
+    if constexpr (Train) {
+      vput<Full>(a, i, n);
+      vput<Full>(a + hid, f, n);
+      vput<Full>(a + 2 * hid, g, n);
+      vput<Full>(a + 3 * hid, o, n);
+    }
+    const Vec<T> cp = vget<Full>(c_prev, n), c = f * cp + i * g;
+    vput<Full>(c_new, real ? c : cp, n);
+    h = o * vact<T>(c, act);
+  } else {
+    const Vec<T> r = vact<T>(z[0], ract), u = vact<T>(z[1], ract);
+    const Vec<T> nn = vact<T>(z[2] + r * z[3], act);
+    if constexpr (Train) {
+      vput<Full>(a, r, n);
+      vput<Full>(a + hid, u, n);
+      vput<Full>(a + 2 * hid, nn, n);
+      vput<Full>(ghn, z[3], n);
+    }
+    h = nn + u * (vget<Full>(h_prev, n) - nn);
+  }
+  vput<Full>(h_new, real ? h : vget<Full>(h_prev, n), n);
+  if constexpr (!Train) vput<Full>(y, real ? h : Vec<T>{}, n);
+}
+
+// p + u, for the buffers a kind has (the others stay null)
+template <typename P>
+RNNKIT_INLINE P at(P p, int64_t u) {
+  return p ? p + u : p;
+}
+
+// The whole time loop of the R rows from b0.
+template <typename T, int64_t Kind, int R, bool Train, typename A, typename RA>
+void tile_forward_block(const TileForward<T>& p, int64_t b0, A act, RA ract) {
+  using S = TileShape<Kind>;
+  constexpr int64_t V = kLanes<T>;
+  constexpr int NA = S::NA;
+  const int64_t hid = p.hid, steps = p.steps, in = p.in, gh = S::G * hid;
+  std::vector<T> slots(Train ? 0 : 2 * R * hid);  // inference: h_{t-1} and h_t of each row
+  if constexpr (!Train) {
+    for (int r = 0; r < R; ++r) std::copy_n(p.h + (b0 + r) * hid, hid, slots.data() + 2 * r * hid);
+  }
+  for (int64_t t = 0; t < steps; ++t) {
+    const T *xr[R], *hp[R], *cp[R];
+    T *hn[R], *cn[R], *ar[R], *gr[R], *yr[R];
+    bool real[R];
+    for (int r = 0; r < R; ++r) {
+      const int64_t b = b0 + r, bt = b * steps + t;
+      xr[r] = p.x + bt * in;
+      real[r] = p.m == nullptr || p.m[bt] != T(0);
+      if constexpr (Train) {
+        const int64_t slot = (b * (steps + 1) + t) * hid;
+        hp[r] = p.hbuf + slot;
+        hn[r] = p.hbuf + slot + hid;
+        cp[r] = Kind == kLSTM ? p.cbuf + slot : nullptr;
+        cn[r] = Kind == kLSTM ? p.cbuf + slot + hid : nullptr;
+        ar[r] = Kind == kSimple ? nullptr : p.a + bt * gh;
+        gr[r] = Kind == kGRU ? p.ghn + bt * hid : nullptr;
+        yr[r] = nullptr;
+      } else {
+        hp[r] = slots.data() + (2 * r + (t & 1)) * hid;
+        hn[r] = slots.data() + (2 * r + 1 - (t & 1)) * hid;
+        cp[r] = cn[r] = Kind == kLSTM ? p.c + b * hid : nullptr;
+        ar[r] = gr[r] = nullptr;
+        yr[r] = p.ys + bt * hid;
+      }
+    }
+    for (int64_t g = 0; g < p.groups; ++g) {
+      Vec<T> acc[R][NA];
+      const T* bias = p.bp + g * NA * V;
+#pragma GCC unroll 16
+      for (int r = 0; r < R; ++r)
+#pragma GCC unroll 4
+        for (int q = 0; q < NA; ++q) acc[r][q] = vload(bias + q * V);
+      const T* w = p.wp + g * p.panel;
+      tile_fma<T, R, NA, S::NX, S::SX>(acc, xr, in, w);
+      tile_fma<T, R, NA, S::NH, S::SH>(acc, hp, hid, w + in * S::NX * V);
+      const int64_t u = g * V, n = std::min(V, hid - u);
+      const auto gates = [&](auto full) {
+#pragma GCC unroll 16
+        for (int r = 0; r < R; ++r) {
+          tile_gates<T, Kind, Train, decltype(full)::value>(
+              acc[r], n, hid, real[r], act, ract, at(ar[r], u), at(gr[r], u), hp[r] + u, hn[r] + u,
+              at(cp[r], u), at(cn[r], u), at(yr[r], u));
+        }
+      };
+      if (n == V) {
+        gates(std::true_type{});
+      } else {
+        gates(std::false_type{});
+      }
+    }
+  }
+  if constexpr (!Train) {
+    for (int r = 0; r < R; ++r)
+      std::copy_n(slots.data() + (2 * r + (steps & 1)) * hid, hid, p.h + (b0 + r) * hid);
+  }
+}
+
+// The n rows from b0 in blocks of R rows, then R/2, then 1.
+template <int R, typename F>
+void tile_blocks(int64_t b0, int64_t n, const F& f) {
+  constexpr int R2 = R / 2 > 1 ? R / 2 : 1;
+  int64_t b = b0;
+  for (; b + R <= b0 + n; b += R) f(std::integral_constant<int, R>{}, b);
+  for (; b + R2 <= b0 + n; b += R2) f(std::integral_constant<int, R2>{}, b);
+  for (; b < b0 + n; ++b) f(std::integral_constant<int, 1>{}, b);
+}
+
+template <typename T, int64_t Kind, bool Train>
+void tile_forward_impl(const TileForward<T>& p, int64_t batch, int64_t act, int64_t ract) {
+  with_acts(act, ract, [&](auto fa, auto fr) {
+    over_batch(batch, true, [&](int64_t b0, int64_t n) {
+      tile_blocks<tile_rows<Kind>()>(b0, n, [&](auto rows, int64_t b) {
+        tile_forward_block<T, Kind, decltype(rows)::value, Train>(p, b, fa, fr);
+      });
+    });
+  });
+}
+
+template <typename T, int64_t Kind>
+TileForward<T> tile_forward_args(const Tensor& x, const Tensor& w_ih, const Tensor& w_hh,
+                                 const Tensor& wp, const Tensor& bp, const Tensor& m) {
+  TileForward<T> p{};
+  p.x = ptr<T>(x);
+  p.in = x.size(2);
+  p.steps = x.size(1);
+  p.hid = w_hh.size(1);
+  p.wp = ptr<T>(wp);
+  p.bp = ptr<T>(bp);
+  p.groups = wp.size(0);
+  p.panel = wp.size(1);
+  p.m = ptr<T>(m);
+  return p;
+}
+
+// Training forward -> a (B, T, G·H) gate activations (GRU: r, z, n) or undefined for SimpleRNN,
+// ghn (B, T, H) for GRU, hbuf and cbuf (B, T+1, H) (cbuf LSTM only).
+template <typename T, int64_t Kind>
+std::tuple<Tensor, Tensor, Tensor, Tensor> tile_train_forward(
+    const Tensor& x, const Tensor& h0, const Tensor& c0, const Tensor& w_ih, const Tensor& w_hh,
+    const Tensor& bias, const Tensor& bias_hh, const Tensor& m, int64_t act, int64_t ract) {
+  using S = TileShape<Kind>;
+  const int64_t batch = x.size(0), steps = x.size(1), hid = w_hh.size(1);
+  const Tensor wp = pack_forward<T, Kind>(w_ih, w_hh);
+  const Tensor bp = pack_bias<T, Kind>(bias, bias_hh, hid, x.options());
+  TileForward<T> p = tile_forward_args<T, Kind>(x, w_ih, w_hh, wp, bp, m);
+  Tensor a = Kind == kSimple ? Tensor() : big_empty({batch, steps, S::G * hid}, x.options());
+  Tensor ghn = Kind == kGRU ? big_empty({batch, steps, hid}, x.options()) : Tensor();
+  Tensor hbuf = big_empty({batch, steps + 1, hid}, x.options());
+  hbuf.select(1, 0).copy_(h0);
+  Tensor cbuf;
+  if (Kind == kLSTM) {
+    cbuf = big_empty({batch, steps + 1, hid}, x.options());
+    cbuf.select(1, 0).copy_(c0);
+  }
+  p.a = ptr<T>(a);
+  p.ghn = ptr<T>(ghn);
+  p.hbuf = ptr<T>(hbuf);
+  p.cbuf = ptr<T>(cbuf);
+  tile_forward_impl<T, Kind, true>(p, batch, act, ract);
+  return {a, ghn, hbuf, cbuf};
+}
+
+// Inference -> ys (B, T, H), h_T, c_T (LSTM; else undefined)
+template <typename T, int64_t Kind>
+std::tuple<Tensor, Tensor, Tensor> tile_infer_impl(const Tensor& x, const Tensor& h0, const Tensor& c0,
+                                                   const Tensor& w_ih, const Tensor& w_hh,
+                                                   const Tensor& bias, const Tensor& bias_hh,
+                                                   const Tensor& m, int64_t act, int64_t ract) {
+  const int64_t batch = x.size(0), steps = x.size(1), hid = w_hh.size(1);
+  const Tensor wp = pack_forward<T, Kind>(w_ih, w_hh);
+  const Tensor bp = pack_bias<T, Kind>(bias, bias_hh, hid, x.options());
+  TileForward<T> p = tile_forward_args<T, Kind>(x, w_ih, w_hh, wp, bp, m);
+  Tensor ys = at::empty({batch, steps, hid}, x.options());
+  Tensor h = h0.clone(at::MemoryFormat::Contiguous);
+  Tensor c = Kind == kLSTM ? c0.clone(at::MemoryFormat::Contiguous) : Tensor();
+  p.ys = ptr<T>(ys);
+  p.h = ptr<T>(h);
+  p.c = ptr<T>(c);
+  tile_forward_impl<T, Kind, false>(p, batch, act, ract);
+  return {ys, h, c};
+}
+
+template <typename T>
+struct TileBackward {
+  const T* dys;  // dL/dys (B, T, H) through its strides: the gradient of a sum is expanded
+  int64_t dsb, dst, dsj;
+  const T *dh_last, *dc_last;  // (B, H)
+  const T *x, *w_ih, *a, *ghn, *hbuf, *cbuf, *m, *wb;  // wb: pack_backward
+  int64_t in, steps, hid, gh, groups;
+  T *dx, *dh0, *dc0;  // dx (B, T, I) or null
+};
+
+// This thread's sums of the weight and bias gradients, added to the totals at its end.
+template <typename T>
+struct GradSums {
+  Tensor dw_ih, dw_hh, db, dbh;
+};
+
+// One row of the GRU backward from a = [r, z, n], ghn = h W_nᵀ + b_hn, h_{t-1} and g = dL/dh_t:
+// writes dz = [dr, dz, dn] (the gradient of the projected input), drn = dn · r (of ghn), and leaves in
+// g what passes to h_{t-1} directly, z g.
+template <typename T, typename A, typename R>
+RNNKIT_INLINE void gru_tile_back_row(const T* __restrict a, const T* __restrict ghn,
+                                     const T* __restrict h_prev, T* __restrict g, T* __restrict dz,
+                                     T* __restrict drn, int64_t hid, A act, R ract) {
+  for (int64_t j = 0; j < hid; ++j) {
+    const T r = a[j], z = a[hid + j], n = a[2 * hid + j], gj = g[j];
+    const T dn = gj * (T(1) - z) * deriv(n, act);
+    dz[j] = dn * ghn[j] * deriv(r, ract);
+    dz[hid + j] = gj * (h_prev[j] - n) * deriv(z, ract);
+    dz[2 * hid + j] = dn;
+    drn[j] = dn * r;
+    g[j] = gj * z;
+  }
+}
+
+// The whole backward time loop of the R rows from b0, then their dx and weight gradients.
+// Scratch: dzs (R, T, G·H), drn (R, T, H) for GRU, dh (R, Hp) and dc (R, H).
+template <typename T, int64_t Kind, int R, typename A, typename RA>
+void tile_backward_block(const TileBackward<T>& p, int64_t b0, A act, RA ract, T* dzs, T* drn, T* dh,
+                         T* dc, GradSums<T>& sums) {
+  constexpr int64_t V = kLanes<T>;
+  const int64_t hid = p.hid, hp = padded<T>(hid), steps = p.steps, gh = p.gh, in = p.in;
+  for (int r = 0; r < R; ++r) {
+    std::copy_n(p.dh_last + (b0 + r) * hid, hid, dh + r * hp);
+    std::fill(dh + r * hp + hid, dh + (r + 1) * hp, T(0));
+    if (Kind == kLSTM) std::copy_n(p.dc_last + (b0 + r) * hid, hid, dc + r * hid);
+  }
+  for (int64_t t = steps - 1; t >= 0; --t) {
+    const T *zr[R], *nr[R];
+    for (int r = 0; r < R; ++r) {
+      const int64_t b = b0 + r, bt = b * steps + t, slot = (b * (steps + 1) + t) * hid;
+      T* g = dh + r * hp;  // dL/dh_t, then what passes to h_{t-1} besides dz W_hh
+      T* dz = dzs + (r * steps + t) * gh;
+      T* dn = Kind == kGRU ? drn + (r * steps + t) * hid : nullptr;
+      zr[r] = dz;
+      nr[r] = dn;
+      if (p.m != nullptr && p.m[bt] == T(0)) {  // a masked step passes dh and dc on whole
+        std::fill_n(dz, gh, T(0));
+        if (dn) std::fill_n(dn, hid, T(0));
+        continue;
+      }
+      const T* dy = p.dys + b * p.dsb + t * p.dst;
+      for (int64_t j = 0; j < hid; ++j) g[j] += dy[j * p.dsj];
+      if constexpr (Kind == kSimple) {
+        const T* h = p.hbuf + slot + hid;
+        for (int64_t j = 0; j < hid; ++j) {
+          dz[j] = g[j] * deriv(h[j], act);
+          g[j] = T(0);
+        }
+      } else if constexpr (Kind == kLSTM) {
+        const T* ab = p.a + bt * gh;
+        lstm_back_row(ab, ab + hid, ab + 2 * hid, ab + 3 * hid, p.cbuf + slot, p.cbuf + slot + hid, g,
+                      dc + r * hid, dz, dz + hid, dz + 2 * hid, dz + 3 * hid, hid, act, ract);
+        std::fill_n(g, hid, T(0));
+      } else {
+        gru_tile_back_row(p.a + bt * gh, p.ghn + bt * hid, p.hbuf + slot, g, dz, dn, hid, act, ract);
+      }
+    }
+    for (int64_t g = 0; g < p.groups; ++g) {  // dh <- dh + dz W_hh, V columns at a time
+      Vec<T> acc[R][1];
+#pragma GCC unroll 16
+      for (int r = 0; r < R; ++r) acc[r][0] = vload(dh + r * hp + g * V);
+      const T* w = p.wb + g * gh * V;
+      if constexpr (Kind == kGRU) {  // the recurrent gradient is [dr, dz, dn · r]
+        tile_fma<T, R, 1, 1, 1>(acc, zr, 2 * hid, w);
+        tile_fma<T, R, 1, 1, 1>(acc, nr, hid, w + 2 * hid * V);
+      } else {
+        tile_fma<T, R, 1, 1, 1>(acc, zr, gh, w);
+      }
+#pragma GCC unroll 16
+      for (int r = 0; r < R; ++r) vstore(dh + r * hp + g * V, acc[r][0]);
+    }
+  }
+  for (int r = 0; r < R; ++r) {
+    std::copy_n(dh + r * hp, hid, p.dh0 + (b0 + r) * hid);
+    if (Kind == kLSTM) std::copy_n(dc + r * hid, hid, p.dc0 + (b0 + r) * hid);
+  }
+  // dx = dz W_ih, dW_ih += dzᵀ x over the block's R·T rows (x and dx are batch-major like dzs);
+  // dW_hh += dzᵀ h_{t-1} row by row (h_{t-1} is slot t of a row's T+1)
+  const int64_t rows = R * steps;
+  if (p.dx) gemm_ex<T>(false, false, rows, in, gh, dzs, gh, p.w_ih, in, T(0), p.dx + b0 * steps * in, in);
+  gemm_ex<T>(true, false, gh, in, rows, dzs, gh, p.x + b0 * steps * in, in, T(1), ptr<T>(sums.dw_ih), in);
+  T* dw_hh = ptr<T>(sums.dw_hh);
+  for (int r = 0; r < R; ++r) {
+    const T* h = p.hbuf + (b0 + r) * (steps + 1) * hid;
+    const T* dz = dzs + r * steps * gh;
+    if (Kind == kGRU) {
+      gemm_ex<T>(true, false, 2 * hid, hid, steps, dz, gh, h, hid, T(1), dw_hh, hid);
+      gemm_ex<T>(true, false, hid, hid, steps, drn + r * steps * hid, hid, h, hid, T(1),
+                 dw_hh + 2 * hid * hid, hid);
+    } else {
+      gemm_ex<T>(true, false, gh, hid, steps, dz, gh, h, hid, T(1), dw_hh, hid);
+    }
+  }
+  T* db = ptr<T>(sums.db);
+  for (int64_t i = 0; i < rows; ++i) {
+    const T* d = dzs + i * gh;
+    for (int64_t j = 0; j < gh; ++j) db[j] += d[j];
+  }
+  if (Kind == kGRU) {
+    T* dbh = ptr<T>(sums.dbh);
+    for (int64_t i = 0; i < rows; ++i) {
+      const T* d = drn + i * hid;
+      for (int64_t j = 0; j < hid; ++j) dbh[2 * hid + j] += d[j];
+    }
+  }
+}
+
+// -> dx (or undefined), dh0, dc0 (LSTM), dW_ih, dW_hh, db, db_hh (GRU)
+template <typename T, int64_t Kind>
+std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> tile_backward_impl(
+    const Tensor& dys, const Tensor& dh_last, const Tensor& dc_last, const Tensor& x, const Tensor& w_ih,
+    const Tensor& w_hh, const Tensor& a, const Tensor& ghn, const Tensor& hbuf, const Tensor& cbuf,
+    const Tensor& m, int64_t act, int64_t ract, bool need_dx) {
+  using S = TileShape<Kind>;
+  const int64_t batch = x.size(0), steps = x.size(1), in = x.size(2), hid = w_hh.size(1);
+  const int64_t gh = S::G * hid;
+  const Tensor wb = pack_backward<T>(w_hh);
+  TileBackward<T> p{};
+  p.dys = ptr<T>(dys);
+  p.dsb = dys.stride(0);
+  p.dst = dys.stride(1);
+  p.dsj = dys.stride(2);
+  p.dh_last = ptr<T>(dh_last);
+  p.dc_last = ptr<T>(dc_last);
+  p.x = ptr<T>(x);
+  p.w_ih = ptr<T>(w_ih);
+  p.a = ptr<T>(a);
+  p.ghn = ptr<T>(ghn);
+  p.hbuf = ptr<T>(hbuf);
+  p.cbuf = ptr<T>(cbuf);
+  p.m = ptr<T>(m);
+  p.wb = ptr<T>(wb);
+  p.in = in;
+  p.steps = steps;
+  p.hid = hid;
+  p.gh = gh;
+  p.groups = wb.size(0);
+  Tensor dx = need_dx ? at::empty_like(x) : Tensor();
+  Tensor dh0 = at::empty_like(dh_last), dc0 = Kind == kLSTM ? at::empty_like(dc_last) : Tensor();
+  p.dx = ptr<T>(dx);
+  p.dh0 = ptr<T>(dh0);
+  p.dc0 = ptr<T>(dc0);
+  GradSums<T> total{at::zeros_like(w_ih), at::zeros_like(w_hh), at::zeros({gh}, x.options()),
+                    at::zeros({gh}, x.options())};
+  std::mutex lock;
+  with_acts(act, ract, [&](auto fa, auto fr) {
+    over_batch(batch, true, [&](int64_t b0, int64_t n) {
+      constexpr int R = kBackRows;
+      const int64_t rows = std::min<int64_t>(R, n);
+      Tensor dzs = big_empty({rows, steps, gh}, x.options());
+      Tensor drn = Kind == kGRU ? at::empty({rows, steps, hid}, x.options()) : Tensor();
+      Tensor dh = at::empty({rows, padded<T>(hid)}, x.options()), dc = at::empty({rows, hid}, x.options());
+      GradSums<T> sums{at::zeros_like(w_ih), at::zeros_like(w_hh), at::zeros({gh}, x.options()),
+                       at::zeros({gh}, x.options())};
+      tile_blocks<R>(b0, n, [&](auto r, int64_t b) {
+        tile_backward_block<T, Kind, decltype(r)::value>(p, b, fa, fr, ptr<T>(dzs), ptr<T>(drn), ptr<T>(dh),
+                                                         ptr<T>(dc), sums);
+      });
+      std::lock_guard<std::mutex> guard(lock);
+      total.dw_ih.add_(sums.dw_ih);
+      total.dw_hh.add_(sums.dw_hh);
+      total.db.add_(sums.db);
+      total.dbh.add_(sums.dbh);
+    });
+  });
+  if (Kind == kGRU) total.dbh.narrow(0, 0, 2 * hid).copy_(total.db.narrow(0, 0, 2 * hid));
+  return {dx, dh0, dc0, total.dw_ih, total.dw_hh, total.db, Kind == kGRU ? total.dbh : Tensor()};
+}
+
+// Dispatch on the dtype and the cell kind.
+template <typename F>
+auto with_kind(int64_t kind, const F& f) {
+  switch (kind) {
+    case kSimple: return f(std::integral_constant<int64_t, kSimple>{});
+    case kLSTM: return f(std::integral_constant<int64_t, kLSTM>{});
+    default: return f(std::integral_constant<int64_t, kGRU>{});
+  }
+}
+
+std::tuple<Tensor, Tensor, Tensor, Tensor> tile_forward(
+    const Tensor& x_, const Tensor& h0, const OptTensor& c0, const Tensor& w_ih, const Tensor& w_hh,
+    const OptTensor& bias, const OptTensor& bias_hh, const OptTensor& mask, int64_t kind, int64_t act,
+    int64_t ract) {
+  const Tensor x = x_.contiguous(), m = contiguous_or_empty(mask);
+  const Tensor c = contiguous_or_empty(c0), b = contiguous_or_empty(bias), bh = contiguous_or_empty(bias_hh);
+  return AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "tile_forward", [&] {
+    return with_kind(kind, [&](auto k) {
+      return tile_train_forward<scalar_t, decltype(k)::value>(x, h0.contiguous(), c, w_ih.contiguous(),
+                                                              w_hh.contiguous(), b, bh, m, act, ract);
+    });
+  });
+}
+
+std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> tile_backward(
+    const Tensor& dys, const Tensor& dh_last, const OptTensor& dc_last, const Tensor& x,
+    const Tensor& w_ih, const Tensor& w_hh, const OptTensor& a, const OptTensor& ghn, const Tensor& hbuf,
+    const OptTensor& cbuf, const OptTensor& mask, int64_t kind, int64_t act, int64_t ract, bool need_dx) {
+  const Tensor m = contiguous_or_empty(mask), dc = contiguous_or_empty(dc_last);
+  const Tensor ac = contiguous_or_empty(a), gn = contiguous_or_empty(ghn), cb = contiguous_or_empty(cbuf);
+  return AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "tile_backward", [&] {
+    return with_kind(kind, [&](auto k) {
+      return tile_backward_impl<scalar_t, decltype(k)::value>(
+          dys, dh_last.contiguous(), dc, x.contiguous(), w_ih.contiguous(), w_hh.contiguous(), ac, gn,
+          hbuf.contiguous(), cb, m, act, ract, need_dx);
+    });
+  });
+}
+
+std::tuple<Tensor, Tensor, Tensor> tile_infer(const Tensor& x_, const Tensor& h0, const OptTensor& c0,
+                                              const Tensor& w_ih, const Tensor& w_hh,
+                                              const OptTensor& bias, const OptTensor& bias_hh,
+                                              const OptTensor& mask, int64_t kind, int64_t act,
+                                              int64_t ract) {
+  const Tensor x = x_.contiguous(), m = contiguous_or_empty(mask);
+  const Tensor c = contiguous_or_empty(c0), b = contiguous_or_empty(bias), bh = contiguous_or_empty(bias_hh);
+  return AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "tile_infer", [&] {
+    return with_kind(kind, [&](auto k) {
+      return tile_infer_impl<scalar_t, decltype(k)::value>(x, h0, c, w_ih.contiguous(), w_hh.contiguous(),
+                                                           b, bh, m, act, ract);
+    });
+  });
+}
+
 // -- the operators -------------------------------------------------------------------------------
 Tensor simple_forward(const Tensor& xw, const Tensor& h0, const Tensor& w, const OptTensor& mask,
                       const OptTensor& rmask, at::IntArrayRef lags, int64_t act, bool split) {
@@ -1617,6 +2362,15 @@ TORCH_LIBRARY(rnnkit_fused_cells, m) {
   m.def("infer(Tensor x, Tensor h0, Tensor? c0, Tensor w_ih, Tensor w_hh, Tensor? bias, "
         "Tensor? bias_hh, Tensor? mask, int kind, int act, int ract, bool split) "
         "-> (Tensor, Tensor, Tensor)", &infer);
+  m.def("tile_forward(Tensor x, Tensor h0, Tensor? c0, Tensor w_ih, Tensor w_hh, Tensor? bias, "
+        "Tensor? bias_hh, Tensor? mask, int kind, int act, int ract) -> (Tensor, Tensor, Tensor, Tensor)",
+        &tile_forward);
+  m.def("tile_backward(Tensor dys, Tensor dh_last, Tensor? dc_last, Tensor x, Tensor w_ih, Tensor w_hh, "
+        "Tensor? a, Tensor? ghn, Tensor hbuf, Tensor? cbuf, Tensor? mask, int kind, int act, int ract, "
+        "bool need_dx) -> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)", &tile_backward);
+  m.def("tile_infer(Tensor x, Tensor h0, Tensor? c0, Tensor w_ih, Tensor w_hh, Tensor? bias, "
+        "Tensor? bias_hh, Tensor? mask, int kind, int act, int ract) -> (Tensor, Tensor, Tensor)",
+        &tile_infer);
   m.def("feedback_forward(Tensor xw, Tensor h0, Tensor o0, Tensor w, Tensor w_oh, Tensor w_ho, "
         "Tensor? mask, Tensor? rmask, int[] lags, int act, int oact, bool split) -> (Tensor, Tensor)",
         &feedback_forward);
