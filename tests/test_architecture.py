@@ -24,7 +24,7 @@ import rnnkit
 
 ROOT = Path(rnnkit.__file__).parent
 FLOORS: tuple[tuple[str, ...], ...] = (
-    ("errors", "version", "optional"),
+    ("errors", "version", "optional", "configured"),
     ("activations", "initializers", "constraints", "storage", "cells", "data", "datasets"),
     ("engine",),
     ("layers", "regularizers"),

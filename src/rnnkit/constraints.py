@@ -14,33 +14,17 @@ import torch
 from torch import Tensor
 from torch.optim.optimizer import register_optimizer_step_post_hook
 
+from .configured import Configured
 from .errors import ConfigError
 
 _EPSILON = 1e-7  # Keras's backend.epsilon()
 
 
-class Constraint:
+class Constraint(Configured):
     """Base class: ``constraint(w)`` returns the projected weight, w in Keras's layout."""
 
     def __call__(self, w: Tensor) -> Tensor:
         return w
-
-    def get_config(self) -> dict:
-        return {}
-
-    @classmethod
-    def from_config(cls, config: dict) -> Constraint:
-        return cls(**config)
-
-    def __eq__(self, other) -> bool:
-        return type(other) is type(self) and other.get_config() == self.get_config()
-
-    def __hash__(self) -> int:
-        return hash((type(self).__name__, repr(sorted(self.get_config().items()))))
-
-    def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
-        return f"{type(self).__name__}({args})"
 
 
 def _norms(w: Tensor, axis) -> Tensor:

@@ -19,6 +19,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
+from .configured import Configured
 from .errors import ConfigError
 
 # The standard deviation of a standard normal truncated to [-2, 2]: Keras divides by it so the
@@ -26,28 +27,11 @@ from .errors import ConfigError
 _TRUNCATED_STD = 0.87962566103423978
 
 
-class Initializer:
+class Initializer(Configured):
     """Base class: ``init(tensor)`` fills the tensor in place and returns it."""
 
     def __call__(self, t: Tensor) -> Tensor:
         raise NotImplementedError
-
-    def get_config(self) -> dict:
-        return {}
-
-    @classmethod
-    def from_config(cls, config: dict) -> Initializer:
-        return cls(**config)
-
-    def __eq__(self, other) -> bool:
-        return type(other) is type(self) and other.get_config() == self.get_config()
-
-    def __hash__(self) -> int:
-        return hash((type(self).__name__, repr(sorted(self.get_config().items()))))
-
-    def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
-        return f"{type(self).__name__}({args})"
 
 
 class _Seeded(Initializer):
