@@ -40,3 +40,28 @@ def two_threads():
     torch.set_num_threads(2)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    """Small generated files of the four CLI tasks: a dated series (forecast), labelled reviews
+    (classify), a text (generate) and addition pairs (seq2seq)."""
+    from rnnkit.tasks.seq2seq import addition_pairs
+
+    d = tmp_path_factory.mktemp("data")
+    rng = np.random.default_rng(0)
+    t = np.arange(240)
+    a = np.sin(2 * np.pi * t / 12) + 0.1 * rng.standard_normal(240)
+    with open(d / "series.csv", "w") as f:
+        f.write("date,a,temp\n")
+        for i in t:
+            f.write(f"2020-01-{1 + i // 24:02d} {i % 24:02d}:00:00,{a[i]:.4f},{3 * a[i] + 10:.4f}\n")
+    words = {"pos": ["good", "great", "love"], "neg": ["bad", "awful", "hate"]}
+    with open(d / "reviews.csv", "w") as f:
+        f.write("review,sentiment\n")
+        for i in range(60):
+            label = ("neg", "pos")[i % 2]
+            f.write(" ".join(rng.choice(words[label] + ["the", "film"], 5)) + f",{label}\n")
+    (d / "text.txt").write_text("the quick brown fox jumps over the lazy dog. " * 12)
+    (d / "add.tsv").write_text("\n".join(f"{s}\t{t}" for s, t in addition_pairs(80, 1)))
+    return d

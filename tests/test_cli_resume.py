@@ -19,7 +19,6 @@ from safetensors.torch import load_file
 
 from rnnkit import cli
 from rnnkit.errors import ConfigError
-from rnnkit.tasks.seq2seq import addition_pairs
 
 SLOW = textwrap.dedent("""
     import sys, time
@@ -35,27 +34,6 @@ SLOW = textwrap.dedent("""
     from rnnkit import cli
     sys.exit(cli.main(sys.argv[1:]))
 """)
-@pytest.fixture(scope="module")
-def files(tmp_path_factory):
-    d = tmp_path_factory.mktemp("data")
-    rng = np.random.default_rng(0)
-    t = np.arange(240)
-    a = np.sin(2 * np.pi * t / 12) + 0.1 * rng.standard_normal(240)
-    with open(d / "series.csv", "w") as f:
-        f.write("a,temp\n")
-        for i in t:
-            f.write(f"{a[i]:.4f},{3 * a[i] + 10 + 0.1 * rng.standard_normal():.4f}\n")
-    words = {"pos": ["good", "great", "love"], "neg": ["bad", "awful", "hate"]}
-    with open(d / "reviews.csv", "w") as f:
-        f.write("review,sentiment\n")
-        for i in range(60):
-            label = ("neg", "pos")[i % 2]
-            f.write(" ".join(rng.choice(words[label] + ["the", "film"], 5)) + f",{label}\n")
-    (d / "text.txt").write_text("the quick brown fox jumps over the lazy dog. " * 12)
-    (d / "add.tsv").write_text("\n".join(f"{s}\t{t}" for s, t in addition_pairs(80, 1)))
-    return d
-
-
 TASKS = {  # task: (options, optimizer steps per epoch)
     "forecast": (["--data", "series.csv", "--target", "temp", "--lookback", "12", "--model",
                   "gru:4", "--batch-size", "16"], 10),
