@@ -6,9 +6,9 @@
 
 import sys
 
-from ..data.datasets import ett, imdb, jena
+from ..data.datasets import ett, imdb, jena, m4
 
-for _module in (ett, imdb, jena):
+for _module in (ett, imdb, jena, m4):
     sys.modules[f"{__name__}.{_module.__name__.rpartition('.')[2]}"] = _module
 
-__all__ = ["ett", "imdb", "jena"]
+__all__ = ["ett", "imdb", "jena", "m4"]

@@ -4,6 +4,6 @@
 then ``imdb.load_data(num_words=10000)``.
 """
 
-from . import ett, imdb, jena
+from . import ett, imdb, jena, m4
 
-__all__ = ["ett", "imdb", "jena"]
+__all__ = ["ett", "imdb", "jena", "m4"]
