@@ -48,6 +48,9 @@ def test_mase_scales_by_the_in_sample_seasonal_naive_error():
     assert mase(actual, forecast, insample, 1) == pytest.approx(2 / 1.8, rel=1e-12)
     # n <= m: no seasonal difference; falls back to lag 1 (|3 - 1| = 2)
     assert mase(actual, forecast, np.array([1.0, 3.0]), 4) == pytest.approx(1.0, rel=1e-12)
+    # a constant history has scale 0: inf, or NaN for a perfect forecast (as M4's R code)
+    assert mase(actual, forecast, np.full(5, 3.0), 1) == np.inf
+    assert np.isnan(mase(actual, actual, np.full(5, 3.0), 1))
     with pytest.raises(ShapeError, match="at least 2 values"):
         mase(actual, forecast, np.array([1.0]), 1)
 

@@ -66,7 +66,7 @@ def mase(actual: np.ndarray, forecast: np.ndarray, insample: np.ndarray, season:
     y, f = _pair(actual, forecast)
     if y.ndim != 1:
         raise ShapeError(f"mase: expected actual and forecast of shape (H,), got {y.shape}")
-    return float(np.mean(np.abs(y - f)) / seasonal_scale(insample, season))
+    return float(_scaled(np.mean(np.abs(y - f)), seasonal_scale(insample, season)))
 
 
 def seasonal_scale(insample: np.ndarray, season: int) -> float:
@@ -74,8 +74,13 @@ def seasonal_scale(insample: np.ndarray, season: int) -> float:
     :func:`mase`)."""
     x = _series(insample, "insample", at_least=2)
     lag = season if len(x) > _season(season) else 1
+    return float(np.mean(np.abs(x[lag:] - x[:-lag])))
+
+
+def _scaled(mae: np.ndarray | float, scale: np.ndarray | float) -> np.ndarray:
+    """MAE / scale; a zero scale gives inf (NaN for a zero MAE), as M4's R code, silently."""
     with np.errstate(divide="ignore", invalid="ignore"):
-        return float(np.mean(np.abs(x[lag:] - x[:-lag])))
+        return np.divide(mae, scale)
 
 
 def naive(insample: np.ndarray, h: int) -> np.ndarray:
@@ -206,7 +211,7 @@ def panel_scores(actual: np.ndarray, forecasts: Mapping[str, np.ndarray],
     rows, summary = [], {}
     for model, f in predictions.items():
         error = y - f  # (S, H)
-        per_series = {"smape": smape(y, f), "mase": np.abs(error).mean(axis=1) / scale,
+        per_series = {"smape": smape(y, f), "mase": _scaled(np.abs(error).mean(axis=1), scale),
                       "mae": np.abs(error).mean(axis=1), "mse": (error ** 2).mean(axis=1)}
         rows += [{"id": name, "model": model, **{k: float(v[i]) for k, v in per_series.items()}}
                  for i, name in enumerate(names)]
