@@ -51,6 +51,7 @@ def test_load_drops_the_padding_and_keeps_file_order(tmp_path):
 
 
 def test_to_long_steps_are_one_based_and_the_test_continues(tmp_path):
+    pytest.importorskip("pandas")
     data = m4.load(hourly(tmp_path), "hourly")
     long = data.to_long()
     assert list(long.columns) == ["unique_id", "ds", "y"] and len(long) == 11
