@@ -232,7 +232,12 @@ def _check_columns(frame: pd.DataFrame, wanted: dict[str, list[str]], place: str
 
 def _row(place: str, label) -> str:
     """'data.csv: line 7' (1-based, header line 1) or 'the DataFrame: row <label>'."""
-    return f"{place}: line {int(label) + 2}" if place != "the DataFrame" else f"{place}: row {label!r}"
+    return f"{place}: line {int(label) + 2}" if place != "the DataFrame" else f"{place}: row {_show(label)}"
+
+
+def _show(cell) -> str:
+    """A cell as the user wrote it: 'abc', nan, 7 (not np.float64(nan))."""
+    return repr(cell.item() if isinstance(cell, np.generic) else cell)
 
 
 def _parse_times(column: pd.Series, labels: np.ndarray, place: str) -> np.ndarray:
@@ -245,7 +250,7 @@ def _parse_times(column: pd.Series, labels: np.ndarray, place: str) -> np.ndarra
         if bad.any():
             i = int(np.argmax(bad))
             raise DataFormatError(f"{_row(place, labels[i])}: {OPTION['time_col']} {column.name!r} "
-                                  f"holds {raw[i]!r}, not an integer step or a date")
+                                  f"holds {_show(raw[i])}, not an integer step or a date")
         return raw.astype(np.int64)
     parsed = pd.to_datetime(column, errors="coerce")
     if parsed.dt.tz is not None:
@@ -254,7 +259,7 @@ def _parse_times(column: pd.Series, labels: np.ndarray, place: str) -> np.ndarra
     if bad.any():
         i = int(np.argmax(bad))
         raise DataFormatError(f"{_row(place, labels[i])}: {OPTION['time_col']} {column.name!r} "
-                              f"holds {column.iloc[i]!r}, not an integer step or a date")
+                              f"holds {_show(column.iloc[i])}, not an integer step or a date")
     return parsed.to_numpy(dtype="datetime64[ns]")
 
 
@@ -269,7 +274,7 @@ def _numbers(frame: pd.DataFrame, columns: list[str], labels: np.ndarray, codes:
         if bad.any():
             i = int(np.argmax(bad))
             raise DataFormatError(f"{_row(place, labels[i])}: series {ids[codes[i]]!r}, ds "
-                                  f"{times[i]}: column {column!r} holds {frame[column].iloc[i]!r}, "
+                                  f"{times[i]}: column {column!r} holds {_show(frame[column].iloc[i])}, "
                                   f"not a finite number")
     return out
 
@@ -291,8 +296,8 @@ def _statics(frame: pd.DataFrame, columns: list[str], labels: np.ndarray, codes:
             i = int(np.argmax(differs))
             raise DataFormatError(f"{_row(place, labels[i])}: series {ids[codes[i]]!r}: static "
                                   f"covariate {column!r} ({OPTION['static_covariates']}) holds "
-                                  f"{cells[i]!r} here but {cells[first[codes[i]]]!r} in its first row; "
-                                  f"a static covariate must be constant within a series")
+                                  f"{_show(cells[i])} here but {_show(cells[first[codes[i]]])} in its "
+                                  f"first row; a static covariate must be constant within a series")
         per_series = frame[column].iloc[first]
         if pd.api.types.is_numeric_dtype(per_series.dtype):
             numbers = per_series.to_numpy(dtype=np.float64, na_value=np.nan)
@@ -328,14 +333,28 @@ def _check_order(codes: np.ndarray, times: np.ndarray, labels: np.ndarray, ids: 
     bad = same & (step <= 0)
     if not bad.any():
         return
+    duplicate = _first_duplicate(codes, times)
+    if duplicate is not None:
+        i, j = duplicate
+        raise DataFormatError(f"{_row(place, labels[i])}: series {ids[codes[i]]!r}, ds {times[i]}: a "
+                              f"duplicate row (the same id and ds as {_row(place, labels[j])})")
     i = int(np.argmax(bad)) + 1
     series = ids[codes[i]]
-    if step[i - 1] == 0:
-        raise DataFormatError(f"{_row(place, labels[i])}: series {series!r}, ds {times[i]}: a duplicate "
-                              f"row (the same id and ds as {_row(place, labels[i - 1])})")
     raise DataFormatError(f"{_row(place, labels[i])}: series {series!r}: ds {times[i]} comes after "
                           f"{times[i - 1]} ({_row(place, labels[i - 1])}); the rows of a series must "
                           f"increase in time: sort the table by (id, ds) or pass --sort")
+
+
+def _first_duplicate(codes: np.ndarray, times: np.ndarray) -> tuple[int, int] | None:
+    """(the first row whose (id, ds) came before, that earlier row), positions in the given
+    order; None without duplicates."""
+    order = np.lexsort((times, codes))
+    same = (codes[order][1:] == codes[order][:-1]) & (times[order][1:] == times[order][:-1])
+    if not same.any():
+        return None
+    a, b = order[1:][same], order[:-1][same]  # the two rows of each equal pair
+    k = int(np.argmin(np.maximum(a, b)))
+    return int(max(a[k], b[k])), int(min(a[k], b[k]))
 
 
 def _as_int(times: np.ndarray) -> np.ndarray:
@@ -491,8 +510,8 @@ def calendar_features(times: np.ndarray, names: str | Sequence[str] = "auto",
         raise ConfigError(f"--calendar: unknown feature {unknown[0]!r}; choose from {CALENDAR}")
     index = pd.DatetimeIndex(times)
     fields = {"minute": (index.minute, 59), "hour": (index.hour, 23),
-              "dayofweek": (index.dayofweek, 6), "dayofmonth": (index.day - 1, 30),
-              "dayofyear": (index.dayofyear - 1, 365), "month": (index.month - 1, 11),
+              "dayofweek": (index.day_of_week, 6), "dayofmonth": (index.day - 1, 30),
+              "dayofyear": (index.day_of_year - 1, 365), "month": (index.month - 1, 11),
               "weekofyear": (index.isocalendar().week.to_numpy() - 1, 52)}
     out = np.empty((len(times), len(names)), np.float32)
     for k, name in enumerate(names):
@@ -531,9 +550,9 @@ def _step_of(times: np.ndarray) -> np.timedelta64 | None:
 def _with_calendar(panel: Panel, calendar: str | Sequence[str]) -> Panel:
     names = auto_calendar(panel.freq) if calendar == "auto" else \
         ([calendar] if isinstance(calendar, str) else list(calendar))
-    features = calendar_features(panel.times, names, panel.freq).astype(np.float64)
-    if not features.shape[1]:
+    if not names:
         return panel
+    features = calendar_features(panel.times, names, panel.freq).astype(np.float64)
     future = features if panel.future is None else np.concatenate([panel.future, features], 1)
     return replace(panel, future=future, calendar=list(names),
                    future_columns=panel.future_columns + [f"cal_{n}" for n in names])
