@@ -418,3 +418,39 @@ def test_windows_hold_no_per_window_arrays():
         sizes.append(sum(v.nbytes for v in vars(ds).values() if isinstance(v, np.ndarray)) +
                      sum(v.nbytes for v in ds._orders.values()))
     assert sizes[0] == sizes[1]
+
+
+def test_model_fit_on_panel_windows_resumes_to_the_same_weights(tmp_path):
+    """The trainer takes PanelWindows as it takes WindowDataset: a crash mid-pass and a resume
+    end with the weights of an uninterrupted run."""
+    import torch
+
+    from rnnkit import callbacks
+    from rnnkit.layers import NLinear
+    from rnnkit.models import Sequential
+
+    class Crash(callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            if batch == 2:
+                raise KeyboardInterrupt
+
+    frame = long_table(lengths=(40, 25, 30), starts=(0, 0, 0))
+    frame["y"] = np.sin(frame["ds"] / 3.0) + frame["y"] / 100
+    panel = read_long(frame)
+    borders = split_borders(panel, 4, 4)
+    scaler = SeriesScaler().fit(panel, borders)
+
+    def run(**kwargs):
+        torch.manual_seed(0)
+        model = Sequential([NLinear(4)])
+        model.compile("adam", "mse")
+        model.build((None, 8, 1))
+        data = PanelWindows(panel, borders, 8, 4, scaler=scaler, batch_size=5, seed=7)
+        model.fit(data, epochs=2, verbose=0, seed=1, **kwargs)
+        return [p.detach().clone() for p in model.parameters()]
+
+    straight = run()
+    with pytest.raises(KeyboardInterrupt):
+        run(checkpoint_dir=tmp_path / "ck", checkpoint_every=1, callbacks=[Crash()])
+    resumed = run(resume=tmp_path / "ck")
+    assert all(torch.equal(a, b) for a, b in zip(straight, resumed))
