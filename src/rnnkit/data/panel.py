@@ -184,15 +184,17 @@ def read_long(source: str | Path | pd.DataFrame, id_col: str = "unique_id", time
     frame, place = _load(source, wanted)
     codes, uniques = pd.factorize(frame[id_col], sort=sort)
     ids = [str(u) for u in uniques]
-    labels = frame.index.to_numpy()
+    labels = frame.index  # a RangeIndex stays a range: errors look single labels up
     times = _parse_times(frame[time_col], labels, place)
     values = _numbers(frame, targets + list(past_covariates), labels, codes, ids, times, place)
     future = _numbers(frame, list(future_covariates), labels, codes, ids, times, place)
     static, static_columns, categories = _statics(frame, list(static_covariates), labels, codes,
                                                   ids, place)
-    order = np.argsort(codes, kind="stable") if not sort else np.lexsort((times, codes))
-    codes, times, values, labels = codes[order], times[order], values[order], labels[order]
-    future = future[order]
+    order = np.lexsort((times, codes)) if sort else \
+        None if (np.diff(codes) >= 0).all() else np.argsort(codes, kind="stable")
+    if order is not None:  # a table already grouped by series is not copied again
+        codes, times, values, future = codes[order], times[order], values[order], future[order]
+        labels = _Reordered(labels, order)
     _check_order(codes, times, labels, list(ids), place)
     offsets = np.searchsorted(codes, np.arange(len(ids) + 1)).astype(np.int64)
     panel = Panel([str(i) for i in ids], offsets, times, values, targets + list(past_covariates),
@@ -201,6 +203,16 @@ def read_long(source: str | Path | pd.DataFrame, id_col: str = "unique_id", time
     panel.freq = _infer_step(panel)
     panel = _fill_gaps(panel, labels, fill, place)
     return _with_calendar(panel, calendar) if calendar else panel
+
+
+class _Reordered:
+    """The labels of the table's rows in a new order, looked up one at a time (for errors)."""
+
+    def __init__(self, labels: pd.Index, order: np.ndarray):
+        self.labels, self.order = labels, order
+
+    def __getitem__(self, i: int):
+        return self.labels[self.order[i]]
 
 
 def _load(source: str | Path | pd.DataFrame, wanted: dict[str, list[str]]) -> tuple[pd.DataFrame, str]:
@@ -240,7 +252,7 @@ def _show(cell) -> str:
     return repr(cell.item() if isinstance(cell, np.generic) else cell)
 
 
-def _parse_times(column: pd.Series, labels: np.ndarray, place: str) -> np.ndarray:
+def _parse_times(column: pd.Series, labels: pd.Index | _Reordered, place: str) -> np.ndarray:
     """(N,) int64 steps or datetime64[ns] of the time column; text is parsed as dates."""
     if pd.api.types.is_integer_dtype(column.dtype):
         return column.to_numpy(dtype=np.int64)
@@ -263,7 +275,7 @@ def _parse_times(column: pd.Series, labels: np.ndarray, place: str) -> np.ndarra
     return parsed.to_numpy(dtype="datetime64[ns]")
 
 
-def _numbers(frame: pd.DataFrame, columns: list[str], labels: np.ndarray, codes: np.ndarray,
+def _numbers(frame: pd.DataFrame, columns: list[str], labels: pd.Index | _Reordered, codes: np.ndarray,
              ids, times: np.ndarray, place: str) -> np.ndarray:
     """(N, len(columns)) float64; a cell that is not a finite number raises, naming it."""
     out = np.empty((len(frame), len(columns)))
@@ -279,7 +291,7 @@ def _numbers(frame: pd.DataFrame, columns: list[str], labels: np.ndarray, codes:
     return out
 
 
-def _statics(frame: pd.DataFrame, columns: list[str], labels: np.ndarray, codes: np.ndarray, ids,
+def _statics(frame: pd.DataFrame, columns: list[str], labels: pd.Index | _Reordered, codes: np.ndarray, ids,
              place: str) -> tuple[np.ndarray | None, list[str], dict[str, list[str]]]:
     """(S, K) float64 statics: numeric columns as they are, text columns one-hot (categories
     sorted); each must hold one value per series."""
@@ -326,7 +338,8 @@ def encode_static(values: Sequence[str], categories: Sequence[str]) -> np.ndarra
     return out
 
 
-def _check_order(codes: np.ndarray, times: np.ndarray, labels: np.ndarray, ids: list, place: str) -> None:
+def _check_order(codes: np.ndarray, times: np.ndarray, labels: pd.Index | _Reordered, ids: list,
+                 place: str) -> None:
     """Times strictly increase within every series (rows grouped by series, in table order)."""
     same = codes[1:] == codes[:-1]
     step = _as_int(times[1:]) - _as_int(times[:-1])
@@ -423,7 +436,7 @@ def _monthly(freq) -> bool:
     return isinstance(freq, np.timedelta64) and np.datetime_data(freq.dtype)[0] == "M"
 
 
-def _fill_gaps(panel: Panel, labels: np.ndarray, fill: str | None, place: str) -> Panel:
+def _fill_gaps(panel: Panel, labels: pd.Index | _Reordered, fill: str | None, place: str) -> Panel:
     """Missing steps inserted and filled by ``fill``, or an error naming the first."""
     steps = _steps(panel)
     off_step = (steps != np.round(steps)) | (steps < 1)
