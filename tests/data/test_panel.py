@@ -108,7 +108,7 @@ def test_a_time_off_the_step_is_an_error():
 def test_a_duplicate_row_names_both_lines(tmp_path):
     frame = pd.concat([long_table(), long_table().iloc[[7]]])
     with pytest.raises(DataFormatError, match=r"line 17: series 's1', ds 4: a duplicate row "
-                                              r"\(the same id and ds as .*line 9\)"):
+                                              r"\(the same --id-col and --time-col as .*line 9\)"):
         read_long(write_csv(tmp_path, frame))
 
 
@@ -140,8 +140,8 @@ def test_a_missing_column_names_the_option_and_lists_the_table(tmp_path, option,
 def test_a_cell_that_is_no_finite_number_is_named(tmp_path, cell, shown):
     path = tmp_path / "bad.csv"
     path.write_text("unique_id,ds,y\na,0,1.0\na,1,2.0\n\nb,0," + cell + "\n")
-    with pytest.raises(DataFormatError, match=rf"line 5: series 'b', ds 0: column 'y' holds {shown}, "
-                                              r"not a finite number"):
+    with pytest.raises(DataFormatError, match=rf"line 5: series 'b', ds 0: column 'y' \(--target\) "
+                                              rf"holds {shown}, not a finite number"):
         read_long(path)
 
 

@@ -147,7 +147,7 @@ def _lookup_future(future: pd.DataFrame | None, columns: list[str], ids: list[st
     table[id_col] = table[id_col].astype(str)
     table[time_col] = _parse_times(table[time_col], np.arange(len(table)), "the future table")
     merged = keys.merge(table, how="left", on=[id_col, time_col], validate="many_to_one")
-    missing = merged[columns].isna().any(axis=1).to_numpy()
+    missing = ~np.isfinite(merged[columns].to_numpy(dtype=np.float64, na_value=np.nan)).all(axis=1)
     if missing.any():
         i = int(np.argmax(missing))
         raise DataFormatError(f"the future table: series {ids[i]!r}, ds {times[i]}: no finite values "
@@ -186,8 +186,11 @@ def read_long(source: str | Path | pd.DataFrame, id_col: str = "unique_id", time
     ids = [str(u) for u in uniques]
     labels = frame.index  # a RangeIndex stays a range: errors look single labels up
     times = _parse_times(frame[time_col], labels, place)
-    values = _numbers(frame, targets + list(past_covariates), labels, codes, ids, times, place)
-    future = _numbers(frame, list(future_covariates), labels, codes, ids, times, place)
+    channels = {**dict.fromkeys(targets, "target"),  # targets first, then past covariates
+                **{c: "past_covariates" for c in past_covariates if c not in targets}}
+    values = _numbers(frame, channels, labels, codes, ids, times, place)
+    future = _numbers(frame, dict.fromkeys(future_covariates, "future_covariates"), labels, codes, ids,
+                      times, place)
     static, static_columns, categories = _statics(frame, list(static_covariates), labels, codes,
                                                   ids, place)
     order = np.lexsort((times, codes)) if sort else \
@@ -197,7 +200,7 @@ def read_long(source: str | Path | pd.DataFrame, id_col: str = "unique_id", time
         labels = _Reordered(labels, order)
     _check_order(codes, times, labels, list(ids), place)
     offsets = np.searchsorted(codes, np.arange(len(ids) + 1)).astype(np.int64)
-    panel = Panel([str(i) for i in ids], offsets, times, values, targets + list(past_covariates),
+    panel = Panel(ids, offsets, times, values, list(channels),
                   list(range(len(targets))), future if future.shape[1] else None,
                   list(future_covariates), static, static_columns, categories)
     panel.freq = _infer_step(panel)
@@ -275,19 +278,20 @@ def _parse_times(column: pd.Series, labels: pd.Index | _Reordered, place: str) -
     return parsed.to_numpy(dtype="datetime64[ns]")
 
 
-def _numbers(frame: pd.DataFrame, columns: list[str], labels: pd.Index | _Reordered, codes: np.ndarray,
+def _numbers(frame: pd.DataFrame, columns: dict[str, str], labels: pd.Index | _Reordered, codes: np.ndarray,
              ids, times: np.ndarray, place: str) -> np.ndarray:
-    """(N, len(columns)) float64; a cell that is not a finite number raises, naming it."""
+    """(N, len(columns)) float64 of ``columns`` (name -> read_long's option); a cell that is not
+    a finite number raises, naming it."""
     out = np.empty((len(frame), len(columns)))
-    for j, column in enumerate(columns):
+    for j, (column, option) in enumerate(columns.items()):
         out[:, j] = pd.to_numeric(frame[column], errors="coerce").to_numpy(dtype=np.float64,
                                                                          na_value=np.nan)
         bad = ~np.isfinite(out[:, j])
         if bad.any():
             i = int(np.argmax(bad))
             raise DataFormatError(f"{_row(place, labels[i])}: series {ids[codes[i]]!r}, ds "
-                                  f"{times[i]}: column {column!r} holds {_show(frame[column].iloc[i])}, "
-                                  f"not a finite number")
+                                  f"{times[i]}: column {column!r} ({OPTION[option]}) holds "
+                                  f"{_show(frame[column].iloc[i])}, not a finite number")
     return out
 
 
@@ -350,7 +354,8 @@ def _check_order(codes: np.ndarray, times: np.ndarray, labels: pd.Index | _Reord
     if duplicate is not None:
         i, j = duplicate
         raise DataFormatError(f"{_row(place, labels[i])}: series {ids[codes[i]]!r}, ds {times[i]}: a "
-                              f"duplicate row (the same id and ds as {_row(place, labels[j])})")
+                              f"duplicate row (the same {OPTION['id_col']} and {OPTION['time_col']} as "
+                              f"{_row(place, labels[j])})")
     i = int(np.argmax(bad)) + 1
     series = ids[codes[i]]
     raise DataFormatError(f"{_row(place, labels[i])}: series {series!r}: ds {times[i]} comes after "
