@@ -141,16 +141,16 @@ def _lookup_future(future: pd.DataFrame | None, columns: list[str], ids: list[st
         raise ConfigError(f"Panel.extend: the future covariates {columns} are needed for the "
                           f"forecast rows; pass them as a long table (id, ds, covariates)")
     _check_columns(future, {"id_col": [id_col], "time_col": [time_col], "future_covariates": columns},
-                   "the future table")
+                   "the future DataFrame")
     keys = pd.DataFrame({id_col: ids, time_col: times})
     table = future[[id_col, time_col, *columns]].drop_duplicates([id_col, time_col])
     table[id_col] = table[id_col].astype(str)
-    table[time_col] = _parse_times(table[time_col], np.arange(len(table)), "the future table")
+    table[time_col] = _parse_times(table[time_col], table.index, "the future DataFrame")
     merged = keys.merge(table, how="left", on=[id_col, time_col], validate="many_to_one")
     missing = ~np.isfinite(merged[columns].to_numpy(dtype=np.float64, na_value=np.nan)).all(axis=1)
     if missing.any():
         i = int(np.argmax(missing))
-        raise DataFormatError(f"the future table: series {ids[i]!r}, ds {times[i]}: no finite values "
+        raise DataFormatError(f"the future DataFrame: series {ids[i]!r}, ds {times[i]}: no finite values "
                               f"of the future covariates {columns} ({OPTION['future_covariates']})")
     return merged[columns].to_numpy(dtype=np.float64)
 
@@ -247,7 +247,9 @@ def _check_columns(frame: pd.DataFrame, wanted: dict[str, list[str]], place: str
 
 def _row(place: str, label) -> str:
     """'data.csv: line 7' (1-based, header line 1) or 'the DataFrame: row <label>'."""
-    return f"{place}: line {int(label) + 2}" if place != "the DataFrame" else f"{place}: row {_show(label)}"
+    if place.endswith("DataFrame"):
+        return f"{place}: row {_show(label)}"
+    return f"{place}: line {int(label) + 2}"
 
 
 def _show(cell) -> str:
