@@ -454,3 +454,22 @@ def test_model_fit_on_panel_windows_resumes_to_the_same_weights(tmp_path):
         run(checkpoint_dir=tmp_path / "ck", checkpoint_every=1, callbacks=[Crash()])
     resumed = run(resume=tmp_path / "ck")
     assert all(torch.equal(a, b) for a, b in zip(straight, resumed))
+
+
+def test_predict_without_future_covariates_needs_no_extend():
+    panel = hand_panel(statics=True)
+    pred = PanelWindows(panel, None, 2, 3, "predict", series_id=True)
+    x, y = next(iter(pred))
+    assert pred.origins().tolist() == [[0, 10], [1, 8]] and y.shape == (2, 3, 1)
+    assert x[1].tolist() == [[106.0, 1006.0, 7.0, 1.0], [107.0, 1007.0, 7.0, 1.0]] + \
+        [[0.0, 0.0, 7.0, 1.0]] * 3
+    with pytest.raises(ConfigError, match=r"future covariates \['f'\] are needed"):
+        hand_panel(future=True).extend(2)
+
+
+def test_calendar_features_cover_filled_rows():
+    frame = pd.DataFrame({"unique_id": "a", "ds": pd.date_range("2021-01-01", periods=6, freq="D"),
+                          "y": [1.0, 2, 3, 4, 5, 6]}).drop(index=[2, 3])
+    panel = read_long(frame, fill="ffill", calendar=["dayofmonth"])
+    np.testing.assert_allclose(panel.future[:, 0], np.arange(6) / 30 - 0.5, atol=1e-7)
+    assert panel.values[:, 0].tolist() == [1.0, 2.0, 2.0, 2.0, 5.0, 6.0]
