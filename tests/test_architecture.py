@@ -5,7 +5,7 @@ Floors, lowest first (a package or top-level module of rnnkit sits on one floor;
 its own floor and those below, never above):
 
   errors, optional -> cells, data, activations, initializers, constraints -> engine -> layers
-  -> models, training -> tasks, interop, diagnosis, plots -> cli
+  -> models, training -> tasks, interop, diagnosis, plots, report -> cli
 
 The imports are read from the source with ``ast``: module-level and function-level imports alike,
 and ``importlib.import_module("rnnkit...")`` with a literal name. Importing ``rnnkit.a.b`` also runs
@@ -27,7 +27,7 @@ FLOORS: tuple[tuple[str, ...], ...] = (
     ("engine",),
     ("layers", "regularizers"),
     ("models", "training", "losses", "metrics", "optimizers", "callbacks"),
-    ("tasks", "interop", "diagnosis", "plots"),
+    ("tasks", "interop", "diagnosis", "plots", "report"),
     ("cli",),
     ("",),  # the package face, rnnkit/__init__.py
 )
