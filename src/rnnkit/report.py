@@ -23,6 +23,8 @@ import numpy as np
 from .errors import DataFormatError
 from .storage import write_file
 
+SIGNIFICANT = 7  # digits of the series' values kept in the page
+
 _PAGE = """<!DOCTYPE html>
 <html lang="en">
 <head>
@@ -93,7 +95,7 @@ def write_report(path, data: Mapping[str, Any]) -> Path:
     """Write the HTML report of a forecast run to ``path`` (atomically: temporary file, rename).
 
     ``data`` (numbers may be Python or numpy, sequences lists or arrays; NaN and inf are shown as
-    missing)::
+    missing; an array of floats keeps SIGNIFICANT digits of its largest value)::
 
         {"title": str,
          "summary": {"model": {"smape": .., "mase": .., "owa": .., "mae": .., "mse": ..},
@@ -144,11 +146,17 @@ def _plain(value: Any) -> Any:
     ISO strings, non-finite floats to None (JSON has no NaN)."""
     if isinstance(value, Mapping):
         return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list) and value:
+        kinds = {type(x) for x in value}
+        if kinds <= {str, int}:  # times: already plain
+            return value
+        if kinds == {float}:
+            value = np.asarray(value)
     if isinstance(value, np.ndarray):
         if np.issubdtype(value.dtype, np.datetime64):
             return np.datetime_as_string(value).tolist()
         if np.issubdtype(value.dtype, np.floating):
-            return [x if math.isfinite(x) else None for x in value.astype(np.float64).ravel().tolist()]
+            return _floats(value.astype(np.float64).ravel())
         return [_plain(x) for x in value.tolist()]
     if isinstance(value, (str, bool)) or value is None:
         return value
@@ -165,6 +173,16 @@ def _plain(value: Any) -> Any:
     if isinstance(value, Sequence) or hasattr(value, "tolist"):  # list, tuple, pandas Index/Series
         return [_plain(x) for x in (value.tolist() if hasattr(value, "tolist") else value)]
     return str(value)
+
+
+def _floats(values: np.ndarray) -> list[float | None]:
+    """(N,) floats with SIGNIFICANT digits of the largest: a third of the text of full precision
+    (the page shows four digits), NaN and inf as None."""
+    finite = np.isfinite(values)
+    top = float(np.abs(values[finite]).max()) if finite.any() else 0.0
+    digits = SIGNIFICANT - 1 - math.floor(math.log10(top)) if top > 0 else 0
+    out = np.round(values, digits).tolist()
+    return out if finite.all() else [x if ok else None for x, ok in zip(out, finite.tolist())]
 
 
 def _check_series(series: Any, index: int) -> None:

@@ -61,6 +61,15 @@ def test_numpy_arrays_timestamps_and_nan_become_plain_json(tmp_path):
     assert series["metrics"] == {"smape": 2.5, "mase": None, "n": 3}
 
 
+def test_values_keep_seven_significant_digits_of_their_largest(tmp_path):
+    data = _panel(ids=("x",))
+    data["series"][0]["history"]["y"] = [123.456789123, 0.000123, -2.5]
+    data["series"][0]["actual"]["y"] = np.array([1.23456789e9, 1.0])
+    series = _embedded(write_report(tmp_path / "r.html", data).read_text(encoding="utf-8"))["series"][0]
+    assert series["history"]["y"] == [123.4568, 0.0001, -2.5]
+    assert series["actual"]["y"] == [1.234568e9, 0.0]
+
+
 @pytest.mark.parametrize("sid", ["</script><script>alert(1)</script>", "<!--", "</SCRIPT >&amp;\u2028"])
 def test_no_series_id_can_end_the_data_element(tmp_path, sid):
     page = write_report(tmp_path / "report.html", _panel(ids=(sid, "b"))).read_text(encoding="utf-8")
