@@ -327,11 +327,11 @@
     pick(state.order[next]);
   }
 
+  // A new sort or filter shows its first page (the top of the new order), not the picked series'.
   function reorder() {
     computeOrder();
     fillPicker();
-    const pos = state.order.indexOf(state.pick);
-    state.page = pos >= 0 ? Math.floor(pos / PAGE_ROWS) : 0;
+    state.page = 0;
     drawTable();
     drawSeries();
   }
