@@ -12,7 +12,7 @@
   const LABELS = {smape: "sMAPE", mase: "MASE", owa: "OWA", mae: "MAE", mse: "MSE", rmse: "RMSE",
     mape: "MAPE", rmsse: "RMSSE", coverage: "coverage", id: "series"};
   const PREFERRED = ["smape", "mase", "owa", "mae", "mse", "rmse"];
-  const state = {pick: 0, order: [], sortKey: null, sortDir: 1, page: 0, hidden: new Set()};
+  const state = {pick: 0, order: [], sortKey: null, sortDir: 1, page: 0, hidden: new Set(), zoom: false};
   const $ = (id) => document.getElementById(id);
 
   // -- small helpers -----------------------------------------------------------------------------
@@ -113,6 +113,11 @@
     const sx = (x) => m.l + (x - x0) / (x1 - x0) * (W - m.l - m.r);
     const sy = (y) => H - m.b - (ty(y) - y0) / (y1 - y0) * (H - m.t - m.b);
     const root = svg("svg", {width: W, height: H, viewBox: `0 0 ${W} ${H}`, role: "img"}, box);
+    const marked = spec.marker !== undefined && spec.marker !== null;
+    if (marked) {
+      const x = sx(spec.marker);
+      svg("rect", {x, y: m.t, width: Math.max(0, W - m.r - x), height: H - m.t - m.b, class: "future"}, root);
+    }
 
     const yt = log ? logTicks(y0, y1) : ticks(y0, y1, 6, false, false).values;
     for (const v of yt) {
@@ -137,7 +142,7 @@
         ok.slice().reverse().map((p) => `L${sx(p[0]).toFixed(1)},${sy(p[1]).toFixed(1)}`).join("") + "Z";
       svg("path", {d, fill: band.color, "fill-opacity": 0.16, stroke: "none", "data-key": band.key}, root);
     }
-    if (spec.marker !== undefined && spec.marker !== null) {
+    if (marked) {
       const x = sx(spec.marker);
       svg("line", {x1: x, x2: x, y1: m.t, y2: H - m.b, class: "marker"}, root);
       svg("text", {x: x + 5, y: m.t + 10, class: "tick"}, root).textContent = spec.markerLabel || "";
@@ -209,9 +214,14 @@
 
   function seriesLayers(s) {
     const hist = s.history || {}, act = s.actual || {};
+    let past = zip(hist.t, hist.y || []);
+    const horizon = (act.t || []).length;
+    if (state.zoom && horizon) past = past.slice(-2 * horizon);
+    // the actual line starts at the last observed point, so history and future read as one curve
+    const future = (past.length ? past.slice(-1) : []).concat(zip(act.t, act.y || []));
     const lines = [
-      {key: "history", label: "history", color: "#64748b", width: 1.4, pts: zip(hist.t, hist.y || [])},
-      {key: "actual", label: "actual", color: "#0f172a", width: 1.8, pts: zip(act.t, act.y || [])},
+      {key: "history", label: "history", color: "#64748b", width: 1.4, pts: past},
+      {key: "actual", label: "actual", color: "#0f172a", width: 1.8, pts: future},
     ];
     const fc = s.forecasts || {};
     let band = null;
@@ -434,6 +444,7 @@
     $("prev").addEventListener("click", () => step(-1));
     $("next").addEventListener("click", () => step(1));
     $("filter").addEventListener("input", reorder);
+    $("zoom").addEventListener("change", (e) => { state.zoom = e.target.checked; drawSeries(); });
     $("page-prev").addEventListener("click", () => { state.page--; drawTable(); });
     $("page-next").addEventListener("click", () => { state.page++; drawTable(); });
     document.addEventListener("keydown", (e) => {

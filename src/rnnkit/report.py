@@ -52,6 +52,7 @@ _PAGE = """<!DOCTYPE html>
       <select id="picker" aria-label="series"></select>
       <button id="next" type="button" title="next series (→)">Next &#8250;</button>
       <span id="position" class="muted"></span>
+      <label class="zoom"><input id="zoom" type="checkbox"> zoom to the forecast</label>
     </div>
     <h2 id="series-title"></h2>
     <p id="series-metrics" class="muted"></p>

@@ -112,8 +112,11 @@ def test_a_column_header_sorts_the_table_and_a_row_picks_its_series(browser, rep
     assert "picked" in browser.find_elements(By.CSS_SELECTOR, "#table-body tr")[1].get_attribute("class")
 
 
-def test_a_baseline_can_be_hidden_and_the_filter_narrows_the_picker(browser, report):
+def test_a_baseline_can_be_hidden_the_view_zoomed_and_the_picker_filtered(browser, report):
     _open(browser, report)
+    assert _path(browser, "history").count("L") == 47
+    browser.find_element(By.ID, "zoom").click()
+    assert _path(browser, "history").count("L") == 23  # the last 2 horizons (12 steps) of history
     assert _path(browser, "naive")
     browser.find_element(By.CSS_SELECTOR, '#legend input[data-key="naive"]').click()
     assert browser.find_elements(By.CSS_SELECTOR, '#chart path[data-key="naive"]') == []
