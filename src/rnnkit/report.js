@@ -114,12 +114,12 @@
     const sy = (y) => H - m.b - (ty(y) - y0) / (y1 - y0) * (H - m.t - m.b);
     const root = svg("svg", {width: W, height: H, viewBox: `0 0 ${W} ${H}`, role: "img"}, box);
     const marked = spec.marker !== undefined && spec.marker !== null;
-    if (marked) {
+    if (marked && spec.shade) {
       const x = sx(spec.marker);
       svg("rect", {x, y: m.t, width: Math.max(0, W - m.r - x), height: H - m.t - m.b, class: "future"}, root);
     }
 
-    const yt = log ? logTicks(y0, y1) : ticks(y0, y1, 6, false, false).values;
+    const yt = log ? logTicks(y0, y1) : ticks(y0, y1, Math.max(3, Math.floor((H - m.t - m.b) / 50))).values;
     for (const v of yt) {
       const y = log ? H - m.b - (v - y0) / (y1 - y0) * (H - m.t - m.b) : sy(v);
       svg("line", {x1: m.l, x2: W - m.r, y1: y, y2: y, class: "grid"}, root);
@@ -145,7 +145,9 @@
     if (marked) {
       const x = sx(spec.marker);
       svg("line", {x1: x, x2: x, y1: m.t, y2: H - m.b, class: "marker"}, root);
-      svg("text", {x: x + 5, y: m.t + 10, class: "tick"}, root).textContent = spec.markerLabel || "";
+      const right = x > m.l + 0.7 * (W - m.l - m.r);  // near the right edge the label goes left of the line
+      svg("text", {x: right ? x - 5 : x + 5, y: m.t + 10, class: "tick", "text-anchor": right ? "end" : "start"},
+        root).textContent = spec.markerLabel || "";
     }
     for (const l of lines) {
       let d = "", pen = "M";
@@ -278,7 +280,7 @@
     legend($("legend"), items, drawSeries);
     const act = (s.actual || {}).t || [];
     chart($("chart"), {lines, band, time: IS_TIME, height: 360,
-      marker: act.length ? parseT(act[0]) : null, markerLabel: "forecast"});
+      marker: act.length ? parseT(act[0]) : null, markerLabel: "forecast", shade: true});
     const pos = state.order.indexOf(state.pick);
     $("position").textContent = pos >= 0 ? `${pos + 1} of ${state.order.length}` : "not in the filter";
   }
@@ -418,7 +420,10 @@
     const colors = {loss: MODEL_COLOR, val_loss: "#ea580c"};
     const lines = names.map((k, j) => ({key: `curve:${k}`, label: k, color: colors[k] || PALETTE[j + 2],
       width: 1.8, pts: h[k].map((v, i) => [i + 1, v])}));
-    const draw = () => chart($("training"), {lines, time: false, height: 240, logY: true, xLabel: "epoch"});
+    const val = h.val_loss || [];
+    const best = val.reduce((b, v, i) => (typeof v === "number" && (b < 0 || v < val[b]) ? i : b), -1);
+    const draw = () => chart($("training"), {lines, time: false, height: 240, logY: true, xLabel: "epoch",
+      marker: best >= 0 ? best + 1 : null, markerLabel: `lowest val_loss ${fmt(val[best])} (epoch ${best + 1})`});
     legend($("training-legend"), lines, draw);
     draw();
   }
