@@ -2,7 +2,7 @@
 forecast with an 80% interval, and two baselines (naive, seasonal naive).
 
     python examples/forecast_report.py report.html [--series 20]
-    chromium --headless --screenshot=docs/report.png --window-size=1280,1500 file://$PWD/report.html
+    chromium --headless --screenshot=docs/report.png --window-size=1280,2080 file://$PWD/report.html
 
 (docs/report.png was made this way.) The forecasts are made up here, not trained: this shows the page.
 """
@@ -66,7 +66,8 @@ def make_panel(n_series: int = 20, seed: int = 0) -> dict:
             "series": series,
             "interval": {"lower": 0.1, "upper": 0.9},
             "history": {"loss": 0.9 * np.exp(-epochs / 6) + 0.12 + 0.004 * rng.normal(size=30),
-                        "val_loss": 0.8 * np.exp(-epochs / 7) + 0.16 + 0.01 * rng.normal(size=30)},
+                        "val_loss": 0.8 * np.exp(-epochs / 7) + 0.16 + 0.004 * np.maximum(0, epochs - 20)
+                        + 0.005 * rng.normal(size=30)},
             "config": {"model": "segrnn:gru:64", "lookback": HISTORY, "horizon": HORIZON,
                        "epochs": 30, "batch_size": 64, "optimizer": {"name": "adam", "lr": 0.001},
                        "loss": "quantile", "quantiles": [0.1, 0.5, 0.9], "seed": seed}}
