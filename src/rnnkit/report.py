@@ -198,6 +198,8 @@ def _check_series(series: Any, index: int) -> None:
                                   f"{len(block.get('y') or [])} values")
     times = len((series.get("actual") or {}).get("t") or [])
     for name, forecast in (series.get("forecasts") or {}).items():
+        if not isinstance(forecast, dict):
+            raise DataFormatError(f"{where}: forecast {name!r} should be a mapping like {{'y': [...]}}")
         n = len(forecast.get("t") or []) if "t" in forecast else times
         for key in ("y", "lo", "hi"):
             if key in forecast and len(forecast[key] or []) != n:

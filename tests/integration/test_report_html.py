@@ -107,6 +107,10 @@ def test_a_series_whose_lengths_disagree_is_named_and_nothing_is_written(tmp_pat
     data["series"][0]["history"]["t"] = [0, 1]
     with pytest.raises(DataFormatError, match=r"series 'a': history has 2 times but 3 values"):
         write_report(path, data)
+    data = _panel()
+    data["series"][0]["forecasts"]["naive"] = [1.0, 2.0]
+    with pytest.raises(DataFormatError, match=r"series 'a': forecast 'naive' should be a mapping"):
+        write_report(path, data)
     with pytest.raises(DataFormatError, match="'series' list"):
         write_report(path, {"title": "no series"})
     assert path.read_text(encoding="utf-8") == "old report"
