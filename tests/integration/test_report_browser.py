@@ -19,6 +19,7 @@ if not (CHROMIUM and CHROMEDRIVER):
     pytest.skip("chromium and chromedriver are not installed (apt-get install chromium chromium-driver)",
                 allow_module_level=True)
 webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed (the dev extra)")
+from selenium.webdriver.common.action_chains import ActionChains  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support.ui import Select  # noqa: E402
 
@@ -139,3 +140,30 @@ def test_ten_thousand_series_stay_quick(browser, tmp_path):
     assert _column(browser)[0] == "S09999"
     sorted_in = time.perf_counter() - start
     assert loaded < 10 and sorted_in < 5, (loaded, sorted_in)
+
+
+def test_the_pointer_shows_the_values_at_its_time(browser, report):
+    _open(browser, report)
+    chart = browser.find_element(By.CSS_SELECTOR, "#chart svg")
+    width = int(chart.get_attribute("width"))
+    ActionChains(browser).move_to_element_with_offset(chart, width // 2 - 30, 0).perform()
+    tip = browser.find_element(By.CSS_SELECTOR, "#chart .tip")
+    assert tip.is_displayed()
+    lines = tip.text.splitlines()
+    assert lines[0].startswith("2024-03-") and any(line.startswith("model: ") for line in lines)
+
+
+def test_a_bare_panel_with_integer_times_and_no_extras_loads(browser, tmp_path):
+    data = {"series": [{"id": str(i), "history": {"t": [0, 1, 2, 3], "y": [1.0, float("nan"), 2.0, 3.0]},
+                        "actual": {"t": [4, 5], "y": [3.0, 4.0]},
+                        "forecasts": {"model": {"y": [3.5, 4.5]}}} for i in range(2)]}
+    _open(browser, write_report(tmp_path / "bare.html", data))
+    history = _path(browser, "history")
+    assert history.count("M") == 2 and history.count("L") == 1  # the NaN leaves a gap
+    ticks = [t.text for t in browser.find_elements(By.CSS_SELECTOR, "#chart text.tick")]
+    assert "2" in ticks and not any("-" in t for t in ticks)  # integer times, not dates
+    hidden = [s for s in ("summary-section", "training-section", "config-section")
+              if not browser.find_element(By.ID, s).is_displayed()]
+    assert hidden == ["summary-section", "training-section", "config-section"]
+    _open(browser, write_report(tmp_path / "empty.html", {"series": []}))
+    assert _title(browser) == "no series"
