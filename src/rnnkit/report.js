@@ -104,9 +104,9 @@
     if (band) for (const [x, lo, hi] of band.pts) { xs.push(x); if (lo !== null) ys.push(lo, hi); }
     if (!ys.length) { box.appendChild(el("p", "nothing to draw", "muted")); return; }
     // a log axis only pays when the values span a decade or more (a loss that falls fast)
-    const log = spec.logY && ys.every((y) => y > 0) && Math.max(...ys) > 10 * Math.min(...ys);
+    const log = spec.logY && ys.every((y) => y > 0) && extent(ys)[1] > 10 * extent(ys)[0];
     const ty = log ? Math.log10 : (y) => y;
-    let x0 = Math.min(...xs), x1 = Math.max(...xs), y0 = Math.min(...ys.map(ty)), y1 = Math.max(...ys.map(ty));
+    let [x0, x1] = extent(xs), [y0, y1] = extent(ys.map(ty));
     if (x0 === x1) { x0 -= 1; x1 += 1; }
     const pad = (y1 - y0) * 0.06 || Math.abs(y0) * 0.1 || 1;
     y0 -= pad; y1 += pad;
@@ -160,6 +160,13 @@
         "stroke-dasharray": l.dash || "none", "stroke-linejoin": "round", "data-key": l.key}, root);
     }
     hover(box, root, {lines, band, sx, sy, m, W, H, time: spec.time});
+  }
+
+  // Math.min(...values) overflows the call stack on long series (a whole history of hourly data)
+  function extent(values) {
+    let lo = Infinity, hi = -Infinity;
+    for (const v of values) { if (v < lo) lo = v; if (v > hi) hi = v; }
+    return [lo, hi];
   }
 
   function logTicks(y0, y1) {

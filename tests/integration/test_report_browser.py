@@ -167,3 +167,12 @@ def test_a_bare_panel_with_integer_times_and_no_extras_loads(browser, tmp_path):
     assert hidden == ["summary-section", "training-section", "config-section"]
     _open(browser, write_report(tmp_path / "empty.html", {"series": []}))
     assert _title(browser) == "no series"
+
+
+def test_a_whole_long_history_is_drawn(browser, tmp_path):
+    data = _panel(["long"])
+    n = 200_000  # Math.min(...values) overflowed the call stack here
+    data["series"][0]["history"] = {"t": list(range(-n, 0)), "y": np.sin(np.arange(n) / 24)}
+    data["series"][0]["actual"]["t"] = list(range(12))
+    _open(browser, write_report(tmp_path / "long.html", data))
+    assert _path(browser, "history").count("L") == n - 1
