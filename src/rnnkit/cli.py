@@ -167,6 +167,8 @@ def build_parser(task: str | None = None) -> argparse.ArgumentParser:
     predict.add_argument("run_dir")
     predict.add_argument("--data", required=True)
     predict.add_argument("--out", help="CSV file to write (default: print)")
+    predict.add_argument("--future", help="panel forecasts: a long CSV of the known-future "
+                         "covariates over the horizon (id, time, covariates)")
     generate = sub.add_parser("generate", help="sample text from a 'generate' run")
     generate.add_argument("run_dir")
     generate.add_argument("--prompt", required=True)
@@ -280,7 +282,7 @@ def cmd_evaluate(args) -> None:
 
 
 def cmd_predict(args) -> None:
-    header, rows = runs.predict(runs.load(args.run_dir), args.data)
+    header, rows = runs.predict(runs.load(args.run_dir), args.data, args.future)
     if args.out:
         runs.write_csv(args.out, header, rows)
         _say(args, f"wrote {len(rows)} predictions to {args.out}")

@@ -102,7 +102,7 @@ class Panel:
         if self.freq is None:
             raise ConfigError("Panel.extend: the step is unknown (no series has two rows)")
         last = self.times[self.offsets[1:] - 1]  # (S,)
-        new_times = np.stack([_advance(last, self.freq, j) for j in range(1, horizon + 1)], 1)
+        new_times = np.stack([advance(last, self.freq, j) for j in range(1, horizon + 1)], 1)
         new_future = self._future_rows(new_times.reshape(-1), horizon, future, id_col, time_col)
         rows = np.arange(len(self.times)) + np.repeat(np.arange(len(self)) * horizon, self.lengths())
         offsets = self.offsets + np.arange(len(self) + 1) * horizon
@@ -427,7 +427,7 @@ def _steps(panel: Panel) -> np.ndarray:
     return d
 
 
-def _advance(times: np.ndarray, freq, j: int | np.ndarray) -> np.ndarray:
+def advance(times: np.ndarray, freq, j: int | np.ndarray) -> np.ndarray:
     """``times`` plus ``j`` steps (an int or one per time); monthly steps keep the day in the
     month, and month ends stay month ends."""
     if not _monthly(freq):
@@ -479,7 +479,7 @@ def _insert(panel: Panel, missing: np.ndarray, fill: str) -> Panel:
     where = new_index[after - 1] + j
     times = np.empty(n, panel.times.dtype)
     times[new_index] = panel.times
-    times[where] = _advance(panel.times[after - 1], panel.freq, j)
+    times[where] = advance(panel.times[after - 1], panel.freq, j)
     out = {}
     for name in ("values", "future"):
         old = getattr(panel, name)

@@ -163,7 +163,10 @@ class Task:
         """The metrics.json of ``run`` on the data at ``path`` (plots into ``out_dir``)."""
         raise NotImplementedError
 
-    def predict(self, run: Run, path: str) -> tuple[list[str], list[list]]:
+    def predict(self, run: Run, path: str, future: str | None = None
+                ) -> tuple[list[str], list[list]]:
+        """(header, rows) of predictions for the data at ``path`` (``future``: a file of values
+        known in advance, for tasks that read them)."""
         raise ConfigError(f"predict: a {self.name!r} run has no predict; use "
                           "'rnnkit generate DIR --prompt ...'")
 

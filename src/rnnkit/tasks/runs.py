@@ -142,9 +142,11 @@ def evaluate(run: Run, path: str, out_dir: Path | None = None) -> dict:
     return protocol.get(run.config.task).evaluate(run, path, out_dir)
 
 
-def predict(run: Run, path: str) -> tuple[list[str], list[list]]:
-    """(header, rows) of predictions for the data at ``path``."""
-    return protocol.get(run.config.task).predict(run, path)
+def predict(run: Run, path: str, future: str | None = None) -> tuple[list[str], list[list]]:
+    """(header, rows) of predictions for the data at ``path`` (``future``: known-future
+    covariates of a panel forecast)."""
+    task = protocol.get(run.config.task)
+    return task.predict(run, path) if future is None else task.predict(run, path, future)
 
 
 def save(run: Run, out: Path) -> None:

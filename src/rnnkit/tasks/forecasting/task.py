@@ -6,7 +6,6 @@ The normalizer is fit on the training rows only; validation and test windows fol
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -19,33 +18,8 @@ from ...models import Model
 from ...training import losses
 from .. import specs
 from ..protocol import Prepared, Run, Task, TrainConfig, optimizer, register
-from . import scoring, series, training
-
-
-@dataclass
-class ForecastOptions:
-    """Options of the forecast task (docs/cli.md describes each)."""
-
-    target: str = ""
-    features: list[str] = field(default_factory=list)
-    lookback: int = 96
-    horizon: int = 1
-    delay: int = 0
-    step: int = 1
-    split: list[float] = field(default_factory=lambda: [0.7, 0.1, 0.2])
-    season: int = 24
-    loss: str = "mse"
-    segment: int = 24
-    dropout: float = 0.0
-    normalization: str = "last"
-    decoding: str = "parallel"
-    no_channel_embedding: bool = False
-    quantiles: list[float] = field(default_factory=list)
-    plot_step: int = 1
-
-    def steps(self) -> int:
-        """T, the steps of a window: every ``step``-th of ``lookback`` rows."""
-        return len(range(0, self.lookback, self.step))
+from . import panel_task, scoring, series, training
+from .options import ForecastOptions
 
 
 class Forecast(Task):
@@ -66,10 +40,32 @@ class Forecast(Task):
         "no_channel_embedding": "segrnn: no channel embedding in the decoder",
         "quantiles": "quantile levels in (0, 1), e.g. 0.1,0.5,0.9 (pinball loss)",
         "plot_step": "the horizon step forecast.png shows (1 = the next value)",
+        "id_col": "panel: the series id column of a long table (one row per series and time); "
+                  "--target then names the value column (default y), --features past covariates",
+        "time_col": "panel: the time column (integer steps or timestamps)",
+        "future_covariates": "panel: columns known in advance over the horizon (given at predict "
+                             "time with --future)",
+        "static_covariates": "panel: columns constant per series (text ones one-hot encoded)",
+        "calendar": "panel: calendar features of the time column: auto or hour,dayofweek,month,...",
+        "series_embedding": "panel: a learned embedding of the series id",
+        "fill": "panel: fill missing steps: ffill, zero or interpolate (default: an error)",
+        "sort": "panel: sort rows by id and time (default: unsorted rows are an error)",
+        "min_length": "panel: refuse series shorter than this (default: drop, and say which, "
+                      "the series too short for one training window)",
+        "test_size": "panel: the last steps of every series held out as the test (default: the "
+                     "horizon)",
+        "val_size": "panel: the validation steps before the test (default: the horizon)",
+        "windows_per_series": "panel: training windows drawn per series each epoch (default: the "
+                              "median number a series has)",
+        "backtest_windows": "panel: also run a rolling-origin backtest of N windows",
+        "backtest_step": "panel: steps between backtest origins (default: the horizon)",
+        "backtest_refit": "panel: retrain before every backtest origin",
     }
 
     def check(self, cfg: TrainConfig) -> None:
         opt = cfg.options
+        if opt.panel:
+            return _check_panel(cfg)
         if not opt.target:
             raise ConfigError("target: forecasting needs the target column (--target COL, a "
                               "comma-separated list, or all)")
@@ -107,6 +103,8 @@ class Forecast(Task):
         return model
 
     def prepare(self, cfg: TrainConfig, for_doctor: bool = False) -> Prepared:
+        if cfg.options.panel:
+            return panel_task.prepare(cfg)
         data, borders, names = _series(cfg, cfg.data, bad_cells="keep" if for_doctor else "raise")
         normalizer = _tolerant_normalizer(data.values[:borders[0]]) if for_doctor \
             else Normalizer().fit(data.values, 0, borders[0])
@@ -121,6 +119,8 @@ class Forecast(Task):
         return training.fit_forecaster(ready.model, ready.data["x"], **fit_options)
 
     def evaluate(self, run: Run, path: str, out_dir: Path | None) -> dict:
+        if run.config.options.panel:
+            return panel_task.evaluate(run, path, out_dir)
         cfg, opt = run.config, run.config.options
         data, borders, names = _series(cfg, path, run.preprocessing)
         normalizer = Normalizer.from_config(run.preprocessing["normalizer"])
@@ -146,9 +146,13 @@ class Forecast(Task):
                            interval, None if not quantiles else (quantiles[0], quantiles[-1]))
         return metrics
 
-    def predict(self, run: Run, path: str) -> tuple[list[str], list[list]]:
+    def predict(self, run: Run, path: str, future: str | None = None
+                ) -> tuple[list[str], list[list]]:
         """The next ``horizon`` values of each target after the file's last row, in its units
-        (with quantiles, one column per level after the point forecast)."""
+        (with quantiles, one column per level after the point forecast); for a panel, of every
+        series, as a long table (``future``: the known-future covariates of those steps)."""
+        if run.config.options.panel:
+            return panel_task.predict(run, path, future)
         opt, prep = run.config.options, run.preprocessing
         data = series.load_series(path, prep["targets"], prep["columns"])
         normalizer = Normalizer.from_config(prep["normalizer"])
@@ -176,7 +180,38 @@ class Forecast(Task):
         return losses.Pinball(opt.quantiles) if opt.quantiles else opt.loss
 
     def summary(self, metrics: dict) -> list[str]:
+        if "panel" in metrics:
+            return panel_task.verdict(metrics)
         return scoring.verdict(metrics) if "standardized" in metrics else []
+
+
+def _check_panel(cfg: TrainConfig) -> None:
+    """The options of a panel run (each error names its option)."""
+    opt = cfg.options
+    for name in ("lookback", "horizon"):
+        if getattr(opt, name) < 1:
+            raise ConfigError(f"{name} (--{name}): must be positive, got {getattr(opt, name)}")
+    if opt.step != 1 or opt.delay != 0:
+        raise ConfigError("step, delay (--step, --delay): a panel's windows read every step and "
+                          "forecast from the next one; leave them at 1 and 0")
+    if opt.test_size and opt.test_size % opt.horizon:
+        raise ConfigError(f"test_size (--test-size): {opt.test_size} is not a multiple of the "
+                          f"horizon {opt.horizon} (the test is forecast {opt.horizon} steps at a "
+                          "time)")
+    for name in ("min_length", "test_size", "val_size", "windows_per_series",
+                 "backtest_windows", "backtest_step"):
+        if getattr(opt, name) < 0:
+            raise ConfigError(f"{name}: must be >= 0, got {getattr(opt, name)}")
+    check_quantiles(opt.quantiles or None, "quantiles (--quantiles)")
+    covariates = opt.future_covariates or opt.static_covariates or opt.calendar \
+        or opt.series_embedding
+    if covariates and not specs.takes_covariates(cfg.model):
+        raise ConfigError(f"model (--model): {cfg.model} takes no covariates; segrnn and the plain "
+                          "recurrent forecasters (gru:32, lstm:64, ...) read known-future, static "
+                          "and series-id covariates")
+    if specs.is_segrnn(cfg.model) and opt.lookback % opt.segment:
+        raise ConfigError(f"segment (--segment): {cfg.model} cuts the window of {opt.lookback} "
+                          f"steps into whole segments, and {opt.segment} does not divide it")
 
 
 def _series(cfg: TrainConfig, path: str, prep: dict | None = None, bad_cells: str = "raise"):
