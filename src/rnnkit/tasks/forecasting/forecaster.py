@@ -25,6 +25,7 @@ from ...data.panel import Panel, advance
 from ...data.panel_windows import PanelWindows
 from ...errors import ConfigError
 from ...models import Model, load_model
+from ...training.checkpoint import seed_everything
 from ..protocol import TrainConfig, optimizer, training_callbacks
 from . import panel as pipeline
 from . import training
@@ -66,6 +67,7 @@ class Forecaster:
         """Read ``data`` (DataFrame or CSV path), split it (``test_size`` steps held out at the
         end of every series), build the untrained model; -> (split, windows)."""
         cfg, opt = self.config, self.options
+        seed_everything(cfg.seed)
         cut = pipeline.split(opt, _panel(opt, data), test_size)
         sets = pipeline.windows(opt, cut, cfg.batch_size, cfg.seed)
         layout = sets["train"].layout
@@ -146,8 +148,8 @@ class Forecaster:
         """(long DataFrame of the test windows' forecasts beside the actual values, the model's
         M4 scores on them)."""
         opt = self.options
-        model = pipeline.forecast(self.model, test, cut.scaler)
-        truth = pipeline.actuals(test, cut.scaler)
+        model = pipeline.forecast(self.model, test, cut.test_scaler)
+        truth = pipeline.actuals(test, cut.test_scaler)
         point = model[..., point_index(opt.quantiles)] if model.ndim == 4 else model
         _, summary = pipeline.scores(truth, point, {}, cut, test, opt.season)
         origins = test.origins()

@@ -33,13 +33,16 @@ PANEL_BASELINES = ("naive", "seasonal_naive", "naive2", "nlinear", "dlinear")
 @dataclass
 class PanelSplit:
     """A panel cut for training: the kept series, their borders (S, 3), the ids dropped as too
-    short, and the fitted scalers."""
+    short, and the fitted scalers: ``scaler`` on each series' training rows (training and
+    validation windows), ``test_scaler`` on everything before the test (the history a forecast
+    of the test has, as ``Forecaster.predict`` scales)."""
 
     panel: Panel
     borders: np.ndarray
     dropped: list[str]
     scaler: SeriesScaler
     covariates: dict  # {"mean": (F + K,), "std": (F + K,)} of future and static columns
+    test_scaler: SeriesScaler | None = None
 
 
 def read(opt, source) -> Panel:
@@ -69,7 +72,7 @@ def split(opt, panel: Panel, test_size: int) -> PanelSplit:
     if len(keep) < len(panel):
         panel, borders = panel.select(keep), borders[keep]
     return PanelSplit(panel, borders, dropped, SeriesScaler().fit(panel, borders),
-                      covariate_stats(panel, borders))
+                      covariate_stats(panel, borders), SeriesScaler().fit(panel, borders[:, 1:]))
 
 
 def covariate_stats(panel: Panel, borders: np.ndarray) -> dict:
@@ -108,7 +111,7 @@ def windows(opt, cut: PanelSplit, batch_size: int, seed: int) -> dict[str, Panel
            "val": PanelWindows(panel, cut.borders, opt.lookback, opt.horizon, "val", **common)}
     if (cut.borders[:, 2] > cut.borders[:, 1]).all():
         out["test"] = PanelWindows(panel, cut.borders, opt.lookback, opt.horizon, "test",
-                                   **common)
+                                   **{**common, "scaler": cut.test_scaler})
     return out
 
 
@@ -172,7 +175,7 @@ def linear_baselines(cut: PanelSplit, opt, sets: dict, seed: int) -> dict:
     out = {}
     for kind in ("nlinear", "dlinear"):
         model = training.linear_baseline(kind, opt.horizon, targets, ws["train"], ws["val"], seed)
-        out[kind] = forecast(model, ws["test"], cut.scaler)
+        out[kind] = forecast(model, ws["test"], cut.test_scaler)
     return out
 
 

@@ -52,9 +52,9 @@ def evaluate(run: Run, path: str, out_dir: Path | None) -> dict:
     cut = pipeline.split(opt, pipeline.read(opt, path), _test_size(opt))
     sets = pipeline.windows(opt, cut, cfg.batch_size, cfg.seed)
     test = sets["test"]
-    out = pipeline.forecast(run.model, test, cut.scaler)  # (N, H, C'[, Q])
+    out = pipeline.forecast(run.model, test, cut.test_scaler)  # (N, H, C'[, Q])
     point = out[..., point_index(opt.quantiles)] if out.ndim == 4 else out
-    truth = pipeline.actuals(test, cut.scaler)
+    truth = pipeline.actuals(test, cut.test_scaler)
     baselines = {**pipeline.statistical_baselines(cut, test, opt.season),
                  **pipeline.linear_baselines(cut, opt, sets, cfg.seed)}
     rows, summary = pipeline.scores(truth, point, baselines, cut, test, opt.season)

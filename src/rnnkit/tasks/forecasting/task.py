@@ -25,6 +25,11 @@ from .options import ForecastOptions
 class Forecast(Task):
     name, options = "forecast", ForecastOptions
     metrics = None
+    # Every forecaster keeps its best validation epoch and stops after 5 without improvement;
+    # Adam with SegRNN's decay (x0.8 per epoch after the third). Issue 17: with the common
+    # defaults (no early stopping) segrnn kept an overfitted last epoch and lost to NLinear.
+    defaults = {"optimizer": "adam", "learning_rate": 1e-3, "epochs": 30, "patience": 5,
+                "lr_decay": 0.8}
     help = {
         "target": "the target column, a comma-separated list, or all (M setting)",
         "features": "comma-separated input columns (default: every numeric column)",
