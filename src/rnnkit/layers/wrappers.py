@@ -304,6 +304,7 @@ class DilatedRNN(Container, Layer):
     (e.g. ``GRU(32)``) to stack copies of it. Without ``dilations``, ``num_layers``, ``base`` M and
     ``l0`` give s^(l) = M^(l-1+l0). final_conv=True appends the paper's convolution: a causal
     Conv1D whose kernel spans the last layer's dilation, joining its interleaved recurrences.
+    ``get_weights``: the levels' Keras arrays, then the convolution's kernel (w, H, H) and bias.
     """
 
     supports_masking = True
