@@ -32,6 +32,7 @@ from ..cells import LSTMCell as _EngineLSTMCell
 from ..cells import SimpleCell
 from ..errors import ConfigError, ShapeError
 from .base import Layer
+from .container import Container
 from .keras_weights import cell_from_keras, cell_to_keras
 
 
@@ -311,7 +312,7 @@ def cell_output_size(cell) -> int:
     return int(state[0] if isinstance(state, (list, tuple)) else state)
 
 
-class StackedRNNCells(Layer):
+class StackedRNNCells(Container, Layer):
     """Keras's StackedRNNCells: cells run one after another within each step, as one cell;
     ``RNN(StackedRNNCells(cells))`` is ``RNN(cells)``. Its state is the list of the cells'
     states. A stack of rnnkit cell layers runs as one scan per cell on the fast kernels."""
@@ -341,11 +342,18 @@ class StackedRNNCells(Layer):
         """All cells are rnnkit's cell layers: the stack runs as one engine scan per cell."""
         return all(isinstance(cell, KerasCell) for cell in self.cells)
 
+    def parts(self) -> list:
+        return list(self.cells)
+
+    def build_part(self, part, shape) -> None:
+        build_cell(part, shape)
+
+    def part_output_shape(self, part, shape):
+        """A step's shape (B, I) -> the cell's output's (B, H)."""
+        return (shape[0], cell_output_size(part))
+
     def build(self, input_shape) -> None:
-        shape = tuple(input_shape)
-        for cell in self.cells:
-            build_cell(cell, shape)
-            shape = (shape[0], cell_output_size(cell))
+        self.build_parts(input_shape)
 
     def get_initial_state(self, batch_size: int | None = None) -> list:
         return [initial_state(cell, batch_size or 1, self.compute_dtype(), None)
@@ -360,18 +368,6 @@ class StackedRNNCells(Layer):
             new_states.append(new if nested or len(new) != 1 else new[0])
             inputs = y
         return inputs, new_states
-
-    def get_weights(self):
-        return [w for cell in self.cells for w in cell.get_weights()]
-
-    def set_weights(self, weights) -> None:
-        weights = list(weights)
-        for cell in self.cells:
-            n = len(cell.get_weights())
-            cell.set_weights(weights[:n])
-            weights = weights[n:]
-        if weights:
-            raise ShapeError(f"{self.name}: set_weights got {len(weights)} arrays too many")
 
 
 # -- running a Keras-style cell ---------------------------------------------------------------

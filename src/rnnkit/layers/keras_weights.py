@@ -92,3 +92,26 @@ def _tensor(a) -> torch.Tensor:
 
 def _copy(p: torch.Tensor, value: torch.Tensor) -> None:
     p.copy_(value.to(dtype=p.dtype, device=p.device))
+
+
+def params_to_keras(params) -> list[np.ndarray]:
+    """Parameters Keras has no layer for (a readout, a learned initial state, a convolution
+    closing a stack) as arrays in Keras's convention: torch's layout with the axes reversed, so a
+    (out, in) matrix becomes an (in, out) kernel and a vector stays as it is."""
+    return [_array(p.permute(*reversed(range(p.dim())))) for p in params]
+
+
+def params_from_keras(params, arrays, where: str, offset: int = 0) -> None:
+    """Load ``params_to_keras``'s arrays into the parameters, in place. ``offset``: how many of
+    the layer's arrays come before these (so a message counts as ``set_weights`` does)."""
+    if len(arrays) != len(params):
+        raise ShapeError(f"{where}: set_weights expected {offset + len(params)} arrays, got "
+                         f"{offset + len(arrays)}")
+    for i, (p, a) in enumerate(zip(params, arrays)):
+        if np.shape(a) != tuple(reversed(p.shape)):
+            raise ShapeError(f"{where}: weight {offset + i} expected shape "
+                             f"{tuple(reversed(p.shape))}, got {np.shape(a)}")
+    with torch.no_grad():
+        for p, a in zip(params, arrays):
+            a = _tensor(a)
+            _copy(p, a.permute(*reversed(range(a.dim()))))

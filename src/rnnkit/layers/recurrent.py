@@ -8,6 +8,12 @@ dropout, regularizers and constraints, and calls ``engine.scan``; the engine pic
 Under a mask (B, T) a masked step keeps the state; its output is the previous step's output, as
 Keras's default ``zero_output_for_mask=False`` has it (zeros before the first real step), or zeros
 with ``zero_output_for_mask=True``.
+
+``RNN`` is the layer itself: its arguments, build, shapes and the call. Its other concerns
+are mixins, each in its own file: Keras-style cells (``rnn_keras_cells.py``), dropout
+(``rnn_dropout.py``), the start state and the carried state of a stateful layer (``rnn_state.py``),
+the readout and the learned initial state (``rnn_readout.py``), one step at a time
+(``rnn_streaming.py``).
 """
 
 from __future__ import annotations
@@ -17,36 +23,23 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .. import activations, initializers
+from .. import activations
 from ..cells import Cell, FeedbackCell, GRUCell, LSTMCell, SimpleCell, TeacherForcedCell
 from ..engine import scan
-from ..engine import step as engine_step
-from ..engine import stepper as engine_stepper
-from ..errors import ConfigError, NotBuiltError, ShapeError
+from ..errors import ConfigError, ShapeError
 from . import cells as _cells
 from .base import Layer
-from .keras_weights import cell_from_keras, cell_to_keras
+from .keras_weights import params_from_keras, params_to_keras
+from .rnn_dropout import SequenceDropout
+from .rnn_keras_cells import KerasCellHost
+from .rnn_readout import Readout, ReadoutAndInitialState
+from .rnn_state import StatefulState
+from .rnn_streaming import Streaming
+
+__all__ = ["RNN", "SimpleRNN", "LSTM", "GRU", "Readout", "hold_masked"]
 
 
-class Readout(nn.Module):
-    """The shallow RNN's output layer o_t = g(C h_t [+ D x_t] + b): (B, T, H) -> (B, T, O)."""
-
-    def __init__(self, hidden: int, inputs: int, units: int, activation, shortcut: bool):
-        super().__init__()
-        self.activation = activations.get(activation, "output_activation")
-        self.weight_ho = nn.Parameter(initializers.glorot_uniform(torch.empty(units, hidden)))
-        self.bias_o = nn.Parameter(torch.zeros(units))
-        self.weight_io = (nn.Parameter(initializers.glorot_uniform(torch.empty(units, inputs)))
-                          if shortcut else None)
-
-    def forward(self, h: Tensor, x: Tensor) -> Tensor:
-        z = nn.functional.linear(h, self.weight_ho, self.bias_o)
-        if self.weight_io is not None:
-            z = z + x @ self.weight_io.t()
-        return self.activation(z)
-
-
-class RNN(Layer):
+class RNN(KerasCellHost, SequenceDropout, StatefulState, ReadoutAndInitialState, Streaming, Layer):
     """Runs a cell along the time axis (Keras's ``RNN``).
 
     ``cell`` is one of: an rnnkit engine Cell (``rnnkit.cells``), or a callable
@@ -85,19 +78,8 @@ class RNN(Layer):
         self.dilation = int(dilation)
         if self.dilation < 1:
             raise ConfigError(f"{self.name}: dilation must be >= 1, got {dilation}")
-        self.dropout = _cells.check_rate(self.name, "dropout", dropout)
-        self.recurrent_dropout = _cells.check_rate(self.name, "recurrent_dropout",
-                                                   recurrent_dropout)
-        self.seed = seed
-        self._seeds = _cells.Seeds(seed)
-        if _cells.is_keras_cell(cell):
-            if self.dropout or self.recurrent_dropout or seed is not None:
-                raise ConfigError(f"{self.name}: with a Keras-style cell, dropout, "
-                                  "recurrent_dropout and seed are the cell's arguments "
-                                  f"(e.g. LSTMCell(units, dropout=0.2)), not {type(self).__name__}'s")
-            if isinstance(cell, _cells.KerasCell):
-                self.dropout, self.recurrent_dropout = cell.dropout, cell.recurrent_dropout
-                self._seeds = cell._seeds
+        self.set_dropout(dropout, recurrent_dropout, seed)
+        self.take_cell_dropout(seed)
         self.output_units = None if output_units is None else int(output_units)
         self.output_activation = output_activation
         self.shortcut = bool(shortcut)
@@ -120,18 +102,10 @@ class RNN(Layer):
             return self._units
         return self._probe_cell(None).hidden_size
 
-    @property
-    def keras_cell(self):
-        """The Keras-style cell this layer runs (a cell layer, a stack or a user's cell), or
-        None for an engine cell."""
-        return self._cell_arg if _cells.is_keras_cell(self._cell_arg) else None
-
     def make_cell(self, input_size: int) -> Cell:
         cell = self._cell_arg
-        if isinstance(cell, _cells.KerasCell):
-            return cell.cell
         if _cells.is_keras_cell(cell):
-            return _cells.KerasCellAdapter(cell)
+            return self.engine_cell_of(cell, input_size)
         if isinstance(cell, nn.Module):
             return cell
         if callable(cell):
@@ -146,26 +120,15 @@ class RNN(Layer):
         features = input_shape[-1]
         if features is None:
             raise ShapeError(f"{self.name}: the feature size (last axis) must be known")
-        keras_cell = self.keras_cell
-        if keras_cell is not None:
-            _cells.build_cell(keras_cell, (input_shape[0], int(features)))
-            if isinstance(keras_cell, _cells.KerasCell):
-                self._regularizers.extend(keras_cell._regularizers)  # same paths: cell.weight_ih
-        self.cell = self.make_cell(int(features))
-        if isinstance(self.cell, _cells.KerasCellAdapter):
-            self.cell.input_size = int(features)
-            self.cell.train(self.training)  # the cell sees the layer's mode
+        features = int(features)
+        self.cell = (self.make_cell(features) if self.keras_cell is None
+                     else self.build_keras_cell(input_shape[0], features))
         self._units = self.cell.hidden_size
         if self.cell.input_size != features:
             raise ShapeError(f"{self.name}: the cell expects {self.cell.input_size} input "
                              f"features, got input shape {tuple(input_shape)}")
         self.init_weights()
-        if self.output_units is not None and not self.has_feedback:
-            self.readout = Readout(self._units, int(features), self.output_units,
-                                   self.output_activation, self.shortcut)
-        if self.learn_initial_state:
-            self.initial_state = nn.ParameterList(
-                nn.Parameter(torch.zeros(n)) for n in self.cell.state_sizes())
+        self.build_readout_and_initial_state(features)
         self.built = True
 
     def _probe_cell(self, features):
@@ -174,9 +137,6 @@ class RNN(Layer):
         if self.cell is not None:
             return self.cell
         with torch.random.fork_rng(devices=[]):
-            keras_cell = self.keras_cell
-            if isinstance(keras_cell, _cells.KerasCell) and keras_cell.cell is None:
-                return keras_cell.make_cell(int(features or 1))
             return self.make_cell(int(features or 1))
 
     @property
@@ -186,19 +146,16 @@ class RNN(Layer):
     def state_structure(self) -> list:
         """Keras's ``state_size`` as a list: one entry per state tensor (an int), or for a stack
         one per cell (an int, or a list of ints for a cell with several states)."""
-        keras_cell = self.keras_cell
-        if keras_cell is not None and not isinstance(keras_cell, _cells.KerasCell):
-            size = keras_cell.state_size
-            return list(size) if isinstance(size, (list, tuple)) else [size]
+        if self.sizes_from_keras_cell:
+            return self.keras_state_structure()
         return list(self._probe_cell(None).state_sizes())
 
     def compute_output_shape(self, input_shape):
         """Output shape (and state shapes with ``return_state``) for an input shape; works
         before the layer is built."""
         batch, steps = input_shape[0], input_shape[1]
-        keras_cell = self.keras_cell
-        if keras_cell is not None and not isinstance(keras_cell, _cells.KerasCell):
-            size = self.output_units or _cells.cell_output_size(keras_cell)
+        if self.sizes_from_keras_cell:
+            size = self.output_units or self.keras_output_size()
         else:
             size = self.output_units or self._probe_cell(input_shape[-1]).hidden_size
         out = (batch, steps, size) if self.return_sequences else (batch, size)
@@ -220,57 +177,10 @@ class RNN(Layer):
         if shape[1] == 0:
             raise ShapeError(f"{self.name}: got an empty sequence (T = 0), shape {tuple(shape)}")
 
-    def get_initial_state(self, batch_size: int) -> list:
-        """The state a call starts from without ``initial_state``: zeros (or the learned
-        initial state), as Keras's list (nested per cell for a stack)."""
-        if self.cell is None:
-            raise ShapeError(f"{self.name}: get_initial_state needs the layer built (call it "
-                             "once, or build(input_shape))")
-        param = next(self.cell.parameters(), None)
-        like = torch.zeros((), dtype=self.compute_dtype(),
-                           device=None if param is None else param.device)
-        state = self.default_state(int(batch_size), like)
-        return _cells.nest_state(state, self.state_structure())
-
-    def default_state(self, batch: int, like: Tensor) -> tuple[Tensor, ...]:
-        if self.initial_state is not None:
-            return tuple(p.to(like.dtype).expand(batch, -1) for p in self.initial_state)
-        return tuple(self.cell.zero_state(batch, like))
-
-    def start_state(self, x: Tensor, initial_state) -> tuple[Tensor, ...]:
-        batch = x.shape[0]
-        if initial_state is not None:
-            states = tuple(_cells.flatten_state(initial_state))
-            sizes = self.cell.state_sizes()
-            got = [tuple(s.shape) for s in states]
-            if got != [(batch, n) for n in sizes]:
-                raise ShapeError(f"{self.name}: initial_state expected shapes "
-                                 f"{[(batch, n) for n in sizes]}, got {got}")
-            return tuple(s.to(x.dtype) for s in states)
-        if self.stateful and self.states is not None:
-            if self.states[0].shape[0] != batch:
-                raise ShapeError(f"{self.name}: a stateful layer keeps the batch size of its "
-                                 f"state: expected batch size {self.states[0].shape[0]}, got "
-                                 f"{batch}; call reset_state() first to start over")
-            return self.states
-        return self.default_state(batch, x)
-
-    def dropout_masks(self, x: Tensor) -> tuple[Tensor, Tensor | None]:
-        """Keras's dropout: one mask per sequence, the same at every step."""
-        if not self.training or isinstance(self.cell, _cells.KerasCellAdapter):
-            return x, None  # a Keras-style cell or stack applies its own dropout
-        if self.dropout > 0:
-            x = x * self._seeds.keep_mask(x, (x.shape[0], 1, x.shape[2]), self.dropout)
-        rmask = None
-        if self.recurrent_dropout > 0:
-            width = self.cell.num_lags * self._units
-            rmask = self._seeds.keep_mask(x, (x.shape[0], width), self.recurrent_dropout)
-        return x, rmask
-
     def run_cell(self, x: Tensor, state, mask: Tensor | None, rmask: Tensor | None, targets):
         """Scan the cell; returns (hidden sequence (B, T, H), final state)."""
-        stack = self.keras_cell
-        if isinstance(stack, _cells.StackedRNNCells) and stack.scannable:
+        stack = self.scannable_stack
+        if stack is not None:
             return self.run_stack(stack, x, state, mask)
         backend, exclude = self.kernel_choice()
         ys, final, self.last_kernel = scan(
@@ -283,27 +193,6 @@ class RNN(Layer):
         Bidirectional and Stacked hand the same to ``engine.scan_layers``."""
         return self.backend, ()
 
-    def run_stack(self, stack, x: Tensor, state, mask: Tensor | None):
-        """rnnkit cell layers stacked: one scan per cell over the previous cell's outputs, which
-        is what the stacked step computes, on the fast kernels; each cell's own dropout."""
-        finals, offset = [], 0
-        for cell_layer in stack.cells:
-            cell = cell_layer.cell
-            n = len(cell.state_sizes())
-            rmask = None
-            if self.training and cell_layer.dropout > 0:
-                x = x * cell_layer._seeds.keep_mask(x, (x.shape[0], 1, x.shape[2]),
-                                                     cell_layer.dropout)
-            if self.training and cell_layer.recurrent_dropout > 0:
-                rmask = cell_layer._seeds.keep_mask(x, (x.shape[0], cell.hidden_size),
-                                                    cell_layer.recurrent_dropout)
-            x, final, self.last_kernel = scan(
-                cell, x, state[offset:offset + n], mask=mask, reverse=self.go_backwards,
-                dilation=self.dilation, backend=self.backend, recurrent_mask=rmask)
-            finals.extend(final)
-            offset += n
-        return x, tuple(finals)
-
     def forward(self, x: Tensor, mask: Tensor | None = None, initial_state=None,
                 targets: Tensor | None = None):
         if mask is not None and tuple(mask.shape) != tuple(x.shape[:2]):
@@ -314,10 +203,8 @@ class RNN(Layer):
         try:
             ys, final = self.run_cell(xin, state, mask, rmask, targets)  # (B, T, H)
         finally:
-            if self.keras_cell is not None:
-                _cells.reset_dropout(self.keras_cell)
-        if self.stateful:
-            self.states = tuple(s.detach() for s in final)
+            self.forget_cell_dropout()
+        self.carry_state(final)
         seq = self.output_sequence(ys, x)
         if mask is not None:
             mask = mask.to(torch.bool)
@@ -333,61 +220,6 @@ class RNN(Layer):
             return out
         return [out, *_cells.nest_state(final, self.state_structure())]
 
-    @property
-    def output_is_first_state(self) -> bool:
-        """The last output is the final state's first tensor (h_T): one of rnnkit's cells without
-        an output layer. Any other cell's output (a user's Cell subclass, a Keras-style cell) can
-        differ from its states, so the last output is taken from the output sequence."""
-        return (self.readout is None and not self.has_feedback
-                and type(self.cell) in (SimpleCell, LSTMCell, GRUCell))
-
-    def output_sequence(self, ys: Tensor, x: Tensor) -> Tensor:
-        return ys if self.readout is None else self.readout(ys, x)
-
-    def step(self, x_t: Tensor, states=None, mask: Tensor | None = None):
-        """One step for online use: x_t (B, I) and the states after step t-1 (None: the layer's
-        start state) -> (y_t (B, out), states after step t), as calling the layer on the whole
-        sequence computes step by step (no dropout: the layer as in inference). A stateful layer
-        carries the states itself when ``states`` is None. ``mask`` (B,) bool: a masked row
-        carries its states and outputs zeros, as the whole-sequence call does with
-        ``zero_output_for_mask=True`` (to repeat the last output, Keras's default, keep the
-        previous y_t: the step does not hold it).
-
-        >>> layer = LSTM(8)
-        >>> y, states = layer.step(torch.randn(1, 3))
-        >>> y, states = layer.step(torch.randn(1, 3), states)
-        """
-        if x_t.dim() != 2:
-            raise ShapeError(f"{self.name}.step: expected x_t of shape (B, I), got {tuple(x_t.shape)}")
-        if self.go_backwards or self.dilation > 1:
-            raise ConfigError(f"{self.name}.step: a layer with go_backwards or dilation > 1 reads "
-                              "steps that have not come yet; call it on the whole sequence")
-        x = x_t[:, None]  # (B, 1, I)
-        self.ensure_built(tuple(x.shape))
-        self.check_input_shape(tuple(x.shape))
-        state = self.start_state(x, states)
-        y, final, self.last_kernel = engine_step(self.cell, x_t, state, mask, self.backend)
-        if self.stateful and states is None:
-            self.states = tuple(s.detach() for s in final)
-        out = self.output_sequence(y[:, None], x)[:, 0]
-        return (out if mask is None else out * mask[:, None].to(out.dtype)), final
-
-    def stepper(self):
-        """``f(x_t, states) -> (y_t, states)``: ``step`` with its checks done once, for a
-        streaming loop (states None: the start state). A layer whose output is its state (no
-        readout or feedback, not stateful) gets the engine's bound step (``engine.stepper``),
-        which for the standard cells is one call of torch's cell op; any other calls ``step``."""
-        if self.cell is None:
-            raise NotBuiltError(f"{self.name}.stepper: build the layer first (call it, or "
-                                "build(input_shape))")
-        plain = (self.readout is None and not self.has_feedback and not self.stateful
-                 and self.initial_state is None and not self.go_backwards and self.dilation == 1)
-        if not plain:
-            return lambda x_t, states=None: self.step(x_t, states)
-        fn = engine_stepper(self.cell, self.backend)
-        self.last_kernel = fn.kernel
-        return fn
-
     def last_index(self, mask: Tensor | None, x: Tensor) -> Tensor:
         """Per sequence, the step processed last: the last real step, or the first going backwards."""
         batch, steps = x.shape[:2]
@@ -398,53 +230,14 @@ class RNN(Layer):
             return torch.where(mask, t, steps).amin(dim=1).clamp(max=steps - 1)
         return torch.where(mask, t, 0).amax(dim=1)
 
-    def reset_state(self) -> None:
-        """Keras 3's name: a stateful layer starts from zeros again at its next call."""
-        self.states = None
-
-    def reset_states(self) -> None:
-        """Keras 2's name for ``reset_state``."""
-        self.reset_state()
-
-    # -- weights as Keras arrays --------------------------------------------------------------
-    def extra_weights(self) -> list[nn.Parameter]:
-        out = []
-        if self.readout is not None:
-            out += [p for p in (self.readout.weight_ho, self.readout.bias_o,
-                                self.readout.weight_io) if p is not None]
-        if self.initial_state is not None:
-            out += list(self.initial_state)
-        return out
-
-    def cell_weights(self) -> list:
-        if self.cell is None:
-            return []
-        if isinstance(self.cell, _cells.KerasCellAdapter):
-            return self.cell.layer.get_weights()
-        return cell_to_keras(self.cell)
-
-    def set_cell_weights(self, weights) -> None:
-        if isinstance(self.cell, _cells.KerasCellAdapter):
-            self.cell.layer.set_weights(weights)
-        else:
-            cell_from_keras(self.cell, weights, self.name)
-
+    # -- weights as Keras arrays: the cell's, then the readout's and the initial state's ---------
     def get_weights(self):
-        extra = [p.detach().cpu().numpy().copy() for p in self.extra_weights()]
-        extra = [a.T if a.ndim == 2 else a for a in extra]
-        return self.cell_weights() + extra
+        return self.cell_weights() + params_to_keras(self.extra_weights())
 
     def set_weights(self, weights) -> None:
         n = len(self.cell_weights())
         self.set_cell_weights(list(weights[:n]))
-        rest = [torch.as_tensor(w.T if w.ndim == 2 else w) for w in weights[n:]]
-        params = self.extra_weights()
-        if len(rest) != len(params) or any(r.shape != p.shape for r, p in zip(rest, params)):
-            raise ShapeError(f"{self.name}: set_weights expected "
-                             f"{n + len(params)} arrays, got {len(weights)}")
-        with torch.no_grad():
-            for r, p in zip(rest, params):
-                p.copy_(r.to(p.dtype))
+        params_from_keras(self.extra_weights(), list(weights[n:]), self.name, offset=n)
 
 
 def hold_masked(seq: Tensor, mask: Tensor, reverse: bool) -> Tensor:

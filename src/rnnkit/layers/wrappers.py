@@ -17,9 +17,10 @@ import torch
 from torch import Tensor, nn
 
 from .. import engine
-from ..errors import ConfigError, ShapeError
+from ..errors import ConfigError
 from .base import Layer
 from .cells import KerasCell
+from .container import Container
 from .recurrent import GRU, LSTM, RNN, SimpleRNN, hold_masked
 
 MERGE_MODES = ("concat", "sum", "mul", "ave", None)
@@ -220,7 +221,7 @@ class Bidirectional(Layer):
         self.reset_state()
 
 
-class Stacked(Layer):
+class Stacked(Container, Layer):
     """Recurrent layers run one after another, each on the previous one's output sequence.
 
     ``Stacked([LSTM(64, return_sequences=True), LSTM(32)])``, or ``Stacked(LSTM(32), depth=3)``:
@@ -250,11 +251,11 @@ class Stacked(Layer):
         self.layers = nn.ModuleList(layers)
         self.return_sequences = getattr(layers[-1], "return_sequences", False)
 
+    def parts(self) -> list:
+        return list(self.layers)
+
     def build(self, input_shape) -> None:
-        shape = tuple(input_shape)
-        for layer in self.layers:
-            layer.ensure_built(shape)
-            shape = layer.compute_output_shape(shape)
+        self.build_parts(input_shape)
 
     def forward(self, x: Tensor, mask: Tensor | None = None):
         out = self.run_together(x, mask)
@@ -290,37 +291,20 @@ class Stacked(Layer):
     def compute_mask(self, x: Tensor, mask: Tensor | None) -> Tensor | None:
         return mask if self.return_sequences else None
 
-    def compute_output_shape(self, input_shape):
-        shape = tuple(input_shape)
-        for layer in self.layers:
-            shape = layer.compute_output_shape(shape)
-        return shape
-
-    def get_weights(self):
-        return [w for layer in self.layers for w in layer.get_weights()]
-
-    def set_weights(self, weights) -> None:
-        weights = list(weights)
-        for layer in self.layers:
-            n = len(layer.get_weights())
-            layer.set_weights(weights[:n])
-            weights = weights[n:]
-        if weights:
-            raise ShapeError(f"{self.name}: set_weights got {len(weights)} arrays too many")
-
 
 def exponential_dilations(num_layers: int, base: int = 2, l0: int = 0) -> tuple[int, ...]:
     """The lecture's s^(l) = M^(l-1+l0) for l = 1..L."""
     return tuple(base ** (l - 1 + l0) for l in range(1, num_layers + 1))
 
 
-class DilatedRNN(Layer):
+class DilatedRNN(Container, Layer):
     """A stack of recurrent layers, layer l skipping s^(l) steps (Chang et al. 2017).
 
     ``DilatedRNN(32, dilations=(1, 2, 4, 8))`` stacks SimpleRNN(32) layers; pass a layer
     (e.g. ``GRU(32)``) to stack copies of it. Without ``dilations``, ``num_layers``, ``base`` M and
     ``l0`` give s^(l) = M^(l-1+l0). final_conv=True appends the paper's convolution: a causal
     Conv1D whose kernel spans the last layer's dilation, joining its interleaved recurrences.
+    ``get_weights``: the levels' Keras arrays, then the convolution's kernel (w, H, H) and bias.
     """
 
     supports_masking = True
@@ -349,11 +333,15 @@ class DilatedRNN(Layer):
         self.conv_weight: nn.Parameter | None = None
         self.conv_bias: nn.Parameter | None = None
 
+    def parts(self) -> list:
+        return list(self.levels)
+
+    def own_weights(self) -> list[nn.Parameter]:
+        """The closing convolution's kernel (C, C, w) and bias, when built."""
+        return [p for p in (self.conv_weight, self.conv_bias) if p is not None]
+
     def build(self, input_shape) -> None:
-        shape = tuple(input_shape)
-        for level in self.levels:
-            level.ensure_built(shape)
-            shape = level.compute_output_shape(shape)
+        shape = self.build_parts(input_shape)
         if self.final_conv:
             channels, width = shape[-1], self.dilations[-1]
             bound = 1.0 / math.sqrt(channels * width)
@@ -380,7 +368,5 @@ class DilatedRNN(Layer):
         return mask if self.return_sequences else None
 
     def compute_output_shape(self, input_shape):
-        shape = tuple(input_shape)
-        for level in self.levels:
-            shape = level.compute_output_shape(shape)
+        shape = super().compute_output_shape(input_shape)
         return shape if self.return_sequences else (shape[0], shape[-1])
