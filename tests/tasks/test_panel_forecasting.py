@@ -73,8 +73,9 @@ def test_a_known_future_covariate_that_drives_the_target_is_used():
     history, future = last_steps(df, H)
     errors = {}
     for covariates in ([], ["promo"]):
-        fc = Forecaster("segrnn:16", horizon=H, lookback=L, segment=6, epochs=12, seed=1,
-                        future_covariates=covariates, learning_rate=3e-3)
+        fc = Forecaster("segrnn:16", horizon=H, lookback=L, segment=6, epochs=15, seed=1,
+                        future_covariates=covariates, learning_rate=3e-3, batch_size=16,
+                        lr_decay=1.0)
         fc.fit(history)
         given = future[["unique_id", "ds", "promo"]]
         pred = fc.predict(history, given if covariates else None)
@@ -90,7 +91,7 @@ def test_every_covariate_kind_reaches_the_model_and_the_future_targets_do_not(ki
         RecurrentForecaster(GRU(8), 6, covariates=layout)
     x = torch.randn(2, 18, 5)
     x[:, 12:, 0] = 0
-    x[:, :, 4] = torch.tensor([[0.0], [2.0]])
+    x[:, :, 4] = torch.tensor([[0.0], [1.0]])
     layer(x)
     with torch.no_grad():
         for p in layer.parameters():
@@ -104,7 +105,7 @@ def test_every_covariate_kind_reaches_the_model_and_the_future_targets_do_not(ki
 
     assert changed(1, slice(12, 18)) and changed(2, slice(12, 18))  # future over the horizon
     assert changed(3, slice(None))  # static
-    assert changed(4, slice(None), -1.0)  # series id 0 -> -1 is invalid; 2 -> 1 changes it
+    assert changed(4, slice(None))  # series ids 0, 1 -> 1, 2
     assert not changed(0, slice(12, 18))  # the future of the target itself is never read
 
 
