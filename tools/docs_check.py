@@ -26,8 +26,10 @@ from markers import blocks  # noqa: E402
 SOURCES = ("docs/results.md", "docs/benchmarks.md")
 README = "README.md"
 FIGURE = re.compile(r"(<!-- figure:([\w.-]+):begin -->\n)(.*?)(<!-- figure:\2:end -->)", re.S)
-# a path of the repository at the start of a token: the folders whose files the docs name
-PATH = re.compile(r"(?<![\w./-])(?:src/rnnkit|rnnkit|tests|benchmarks|examples|docs|tools|\.ci)/[\w./*:-]*")
+# a path of the repository at the start of a token: the folders whose files the docs name, and
+# files of the package named from inside it (`engine/compiled.py`)
+PATH = re.compile(r"(?<![\w./-])(?:(?:src/rnnkit|rnnkit|tests|benchmarks|examples|docs|tools|\.ci)/[\w./*:-]*"
+                  r"|(?:cells|engine|layers|models|training|tasks|data|interop|diagnosis)/[\w./-]+\.(?:py|cpp))")
 CODE_SPAN = re.compile(r"`([^`\n]+)`")
 FENCE = re.compile(r"^```.*?^```", re.S | re.M)
 LINK = re.compile(r"\]\(([^)\s]+)\)")
@@ -76,13 +78,15 @@ def named_paths(text: str) -> list[str]:
 
 def exists(root: pathlib.Path, path: str) -> bool:
     """Whether path names something in the repository (``tests/x.py::test`` names tests/x.py,
-    ``rnnkit/...`` the package under src/, and a glob any match)."""
+    ``rnnkit/...`` and ``engine/...`` the package under src/, and a glob any match)."""
     path = path.split("::")[0].rstrip(".,:;")
     if "..." in path:  # an elided path ("src/rnnkit/...") names a folder, not a file
         path = path.split("...")[0]
     if path.startswith("rnnkit/"):
         path = "src/" + path
-    return any(root.glob(path)) if "*" in path else (root / path).exists()
+    if "*" in path:
+        return any(root.glob(path))
+    return (root / path).exists() or (root / "src" / "rnnkit" / path).exists()
 
 
 def missing_files(root: pathlib.Path = ROOT) -> list[str]:

@@ -61,12 +61,16 @@ def test_missing_files_fail_and_existing_ones_pass(docs_check, tmp_path):
     (tmp_path / "tests").mkdir()
     (tmp_path / "src" / "rnnkit").mkdir(parents=True)
     (tmp_path / "tests" / "test_here.py").write_text("")
-    readme = ("Run `pytest tests/test_here.py::test_one` and `tests/test_gone.py`, see\n"
+    (tmp_path / "src" / "rnnkit" / "engine").mkdir()
+    (tmp_path / "src" / "rnnkit" / "engine" / "scan.py").write_text("")
+    readme = ("Run `pytest tests/test_here.py::test_one` and `tests/test_gone.py`; read\n"
+              "`engine/scan.py` and `engine/gone.py`, see\n"
               "[results](docs/results.md#the-demo), [gone](docs/gone.md), [web](https://example.org).\n"
               "```bash\npython examples/missing.py --out runs/x\n```\n")
     write_tree(tmp_path, readme, "# Results\nsee [benchmarks](benchmarks.md) and `src/rnnkit/...`\n")
     assert docs_check.check(tmp_path) == [
         "README.md: names examples/missing.py, which does not exist",
         "README.md: names tests/test_gone.py, which does not exist",
+        "README.md: names engine/gone.py, which does not exist",
         "README.md: links to docs/gone.md, which does not exist",
     ]
