@@ -39,7 +39,7 @@ $(VENV)/.docs-installed: $(VENV)/.installed
 	touch $@
 
 docs: $(VENV)/.docs-installed
-	$(VENV)/bin/mkdocs build --strict
+	$(PY) -m mkdocs build --strict
 
 clean:
 	rm -rf $(VENV) build site src/*.egg-info .pytest_cache .ruff_cache
