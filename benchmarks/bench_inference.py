@@ -3,7 +3,7 @@
 Targets: forward only under ``torch.no_grad()`` at (B, T, I, H) = (128, 500, 32, 32), rnnkit's
 layers (``auto``) >= 1.5x torch.nn's throughput for SimpleRNN, LSTM and GRU; one streaming step
 at batch 1 (``layer.stepper()``, the bound ``layer.step``) no slower than torch.nn's cell
-(RNNCell, LSTMCell, GRUCell). onnxruntime runs rnnkit's exported model (``rnnkit.export``,
+(RNNCell, LSTMCell, GRUCell). onnxruntime runs rnnkit's exported model (``rnnkit.interop.export``,
 ONNX's own RNN/LSTM/GRU operators) on a one-step (1, 1, I) input; the export has no state
 input, so that times one step from the zero state, not a carried one.
 

@@ -9,7 +9,7 @@ import pytest
 from rnnkit import cli
 from rnnkit.data.csv import DataFormatError
 from rnnkit.errors import ConfigError
-from rnnkit.tasks import runs
+from rnnkit.tasks import protocol, runs
 
 FAST = ["--epochs", "1", "--quiet", "--batch-size", "32"]
 
@@ -163,7 +163,7 @@ def test_config_errors_before_reading_data(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"resume: .*: not a run directory \(no config"):
         cli.run(["train", "--task", "forecast", "--data", str(tmp_path / "s.csv"), "--target",
                  "t", "--resume", str(tmp_path)])
-    with pytest.raises(ConfigError, match=r"task: expected one of \('forecast'"):
+    with pytest.raises(ConfigError, match=r"task: expected one of \(.*'forecast'"):
         cli.run(["train", "--task", "dance", "--data", "x.csv"])
     with pytest.raises(ConfigError, match=r"model spec 'lstm32'"):
         cli.run(["train", "--task", "generate", "--data", "x.txt", "--model", "lstm32"])
@@ -172,10 +172,33 @@ def test_config_errors_before_reading_data(tmp_path):
 
 
 def test_train_config_defaults_match_the_dataclass():
-    args = cli.build_parser().parse_args(["train", "--lookback", "5", "--features", "a,b"])
-    cfg = cli.train_config(args)
-    assert cfg.lookback == 5 and cfg.features == ["a", "b"]
-    assert cfg.horizon == runs.TrainConfig().horizon
+    cfg = cli.train_config(cli.parse(["train", "--lookback", "5", "--features", "a,b"]))
+    assert cfg.task == "forecast"  # the default task
+    assert cfg.options.lookback == 5 and cfg.options.features == ["a", "b"]
+    assert cfg.options.horizon == protocol.TrainConfig().options.horizon
+    assert cfg.epochs == protocol.COMMON_DEFAULTS["epochs"]  # a common option left out
+
+
+def test_a_task_named_first_takes_only_its_own_options(capsys):
+    cfg = cli.train_config(cli.parse(["train", "classify", "--data", "r.csv", "--maxlen", "7"]))
+    assert cfg.task == "classify" and cfg.options.maxlen == 7
+    with pytest.raises(SystemExit):  # a forecast option is not a classify option
+        cli.parse(["train", "classify", "--data", "r.csv", "--lookback", "7"])
+    assert "unrecognized arguments: --lookback" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        cli.parse(["train", "generate", "--help"])
+    text = capsys.readouterr().out
+    assert "options of task 'generate'" in text and "--seq-len" in text
+    assert "--lookback" not in text and "--maxlen" not in text
+
+
+def test_toml_options_are_checked_against_the_task(tmp_path):
+    path = tmp_path / "run.toml"
+    path.write_text('task = "classify"\nmaxlen = 9\n')
+    assert cli.load_config(path) == {"task": "classify", "maxlen": 9}
+    path.write_text('task = "classify"\nlookback = 9\n')
+    with pytest.raises(ConfigError, match=r"run.toml: unknown key 'lookback'"):
+        cli.load_config(path)
 
 
 def test_doctor_reports_on_what_train_would_fit(files, capsys):

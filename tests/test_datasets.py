@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from rnnkit.data import DataFormatError, read_table
-from rnnkit.data.datasets import ett, imdb, jena
+from rnnkit.datasets import ett, imdb, jena
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 

@@ -1,79 +1,89 @@
 """The ``rnnkit`` command: train, evaluate, predict, generate, doctor, export.
 
 Arguments (and a TOML ``--config`` file with the same option names) become a
-:class:`rnnkit.tasks.runs.TrainConfig`; everything else is a call into the library. See
-docs/cli.md for every option and the model spec grammar.
+:class:`rnnkit.tasks.protocol.TrainConfig` (the common options and the task's own); everything
+else is a call into the library. See docs/cli.md for every option and the model spec grammar.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
-import dataclasses
 import json
 import sys
 import tomllib
+import types
 import typing
 from pathlib import Path
 
 from .diagnosis import Finding, Report, diagnose
 from .errors import ConfigError, RnnkitError
-from .tasks import forecasting, runs, specs
+from .tasks import generation, protocol, runs, specs
 
-_FIELDS = [f.name for f in dataclasses.fields(runs.TrainConfig)]
-_TYPES = typing.get_type_hints(runs.TrainConfig)
 _HELP = {
-    "task": f"one of {', '.join(runs.TASKS)}", "data": "CSV, TXT, TSV file (or aclImdb folder)",
+    "task": "what to train: " + ", ".join(protocol.REGISTRY) + " (or 'rnnkit train TASK ...')",
+    "data": "CSV, TXT, TSV file (or aclImdb folder)",
     "out": "run directory to write", "model": f"recurrent layer spec: {specs.GRAMMAR}",
-    "features": "comma-separated input columns (default: every numeric column)",
-    "split": "train,validation,test fractions of the rows, or row counts (8640,2880,2880)",
-    "target": "forecast: the target column, a comma-separated list, or all (M setting)",
-    "segment": "segrnn: steps per segment; must divide the lookback",
-    "dropout": "forecast: dropout before the forecaster's output layer",
-    "normalization": "forecast: last (subtract the window's last value), revin or none",
-    "decoding": "segrnn: parallel (all segments at once) or recursive",
-    "no_channel_embedding": "segrnn: no channel embedding in the decoder",
-    "quantiles": "forecast: quantile levels in (0, 1), e.g. 0.1,0.5,0.9 (pinball loss)",
-    "plot_step": "forecast: the horizon step forecast.png shows (1 = the next value)",
+    "epochs": "passes over the training data", "batch_size": "samples per optimizer step",
+    "optimizer": "adam, rmsprop, sgd, ...", "learning_rate": "the optimizer's step size",
     "patience": "stop when the validation loss has not improved for N epochs (0: off); "
                 "the best epoch's weights are kept",
     "lr_decay": "multiply the learning rate by this each epoch after the third",
-    "horizon": "number of future values to predict", "delay": "rows skipped before the horizon",
-    "season": "season length in rows for the seasonal naive baseline",
-    "decoder": "decoder spec for seq2seq (simple, lstm or gru)",
     "resume": "continue the run in this directory (its --out) exactly where it stopped; reads "
               "its config.json, so no other option is needed (options that contradict it are "
               "refused; --epochs may continue it further)",
     "checkpoint_every": "optimizer steps between training checkpoints (0: after every epoch)",
     "seed": "seeds Python, numpy and torch (weights, data order)",
-    "sample_length": "generate: characters sampled per temperature for metrics.json",
     "threads": "torch CPU threads (0: torch's default); 1 on a busy shared machine",
+    "quiet": "print nothing but errors",
 }
+_COMMON_TYPES = typing.get_type_hints(protocol.TrainConfig)
 
 
-def load_config(path: str | Path) -> dict:
-    """A TOML file's options, checked against TrainConfig: unknown keys and wrong types raise
-    ConfigError naming the file and the key."""
+def _fields(task: str | None) -> dict[str, type]:
+    """Option name -> its type, the common options and (given a task) the task's."""
+    out = {name: _plain(_COMMON_TYPES[name]) for name in protocol.COMMON}
+    if task is not None:
+        out.update({name: _plain(t) for name, t in
+                    typing.get_type_hints(protocol.get(task).options).items()})
+    return out
+
+
+def _plain(want):
+    """``int | None`` -> int: a common option left out takes the task's default."""
+    args = [a for a in typing.get_args(want) if a is not type(None)]
+    return args[0] if typing.get_origin(want) in (types.UnionType, typing.Union) else want
+
+
+def load_config(path: str | Path, task: str | None = None) -> dict:
+    """A TOML file's options, flat, checked against the task's (the file's ``task`` key, else
+    ``task``): unknown keys and wrong types raise ConfigError naming the file and the key."""
+    raw = _read_toml(path)
+    fields = _fields(raw.get("task", task or protocol.TrainConfig.task))
+    return {_field_name(key, path, fields): _checked(key, value, path, fields)
+            for key, value in raw.items()}
+
+
+def _read_toml(path: str | Path) -> dict:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such config file")
     try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        return tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{path}: not valid TOML ({e})") from None
-    return {_field_name(key, path): _checked(key, value, path) for key, value in raw.items()}
 
 
-def _field_name(key: str, path: Path) -> str:
+def _field_name(key: str, path: Path, fields: dict) -> str:
     name = key.replace("-", "_")
-    if name not in _FIELDS:
+    if name not in fields:
         raise ConfigError(f"{path}: unknown key {key!r}; expected one of "
-                          f"{', '.join(sorted(_FIELDS))}")
+                          f"{', '.join(sorted(fields))}")
     return name
 
 
-def _checked(key: str, value, path: Path):
-    want = _TYPES[key.replace("-", "_")]
+def _checked(key: str, value, path: Path, fields: dict):
+    want = fields[key.replace("-", "_")]
     if typing.get_origin(want) is list:
         (item,) = typing.get_args(want)
         ok = isinstance(value, list) and all(_is(v, item) for v in value)
@@ -112,27 +122,39 @@ def _comma_list(item):
     return parse
 
 
-def _add_train_options(parser: argparse.ArgumentParser) -> None:
+def _add_train_options(parser: argparse.ArgumentParser, task: str | None) -> None:
+    """The common options, and the options of ``task`` in a group of their own."""
     parser.add_argument("--config", help="TOML file with any of these options")
-    for name in _FIELDS:
+    fields = _fields(task)
+    own = protocol.get(task) if task else None
+    group = parser.add_argument_group(f"options of task {task!r}") if own else parser
+    for name, want in fields.items():
+        where, text = (parser, _HELP.get(name)) if name in protocol.COMMON \
+            else (group, own.help.get(name))
         flag = "--" + name.replace("_", "-")
-        want = _TYPES[name]
-        kwargs = {"default": argparse.SUPPRESS, "help": _HELP.get(name)}
+        # the task named (first word, --config, --resume or the default) stays in the Namespace
+        default = task if name == "task" and task else argparse.SUPPRESS
+        kwargs = {"default": default, "help": text}
         if want is bool:
-            parser.add_argument(flag, action="store_true", **kwargs)
+            where.add_argument(flag, action="store_true", **kwargs)
         elif typing.get_origin(want) is list:
-            parser.add_argument(flag, type=_comma_list(typing.get_args(want)[0]), **kwargs)
+            where.add_argument(flag, type=_comma_list(typing.get_args(want)[0]), **kwargs)
         else:
-            parser.add_argument(flag, type=want, **kwargs)
+            where.add_argument(flag, type=want, **kwargs)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(task: str | None = None) -> argparse.ArgumentParser:
+    """The parser; ``train`` and ``doctor`` take ``task``'s options (none without a task)."""
     parser = argparse.ArgumentParser(prog="rnnkit", description="Train, evaluate and use "
                                      "recurrent models from the shell (docs/cli.md).")
     sub = parser.add_subparsers(dest="command", required=True)
-    _add_train_options(sub.add_parser("train", help="train a model and write a run directory"))
-    doctor = sub.add_parser("doctor", help="run the NaN-loss checklist on what train would fit")
-    _add_train_options(doctor)
+    epilog = ("a task's own options: rnnkit train TASK --help (tasks: "
+              f"{', '.join(protocol.REGISTRY)})")
+    _add_train_options(sub.add_parser("train", help="train a model and write a run directory",
+                                      epilog=epilog), task)
+    doctor = sub.add_parser("doctor", help="run the NaN-loss checklist on what train would fit",
+                            epilog=epilog)
+    _add_train_options(doctor, task)
     doctor.add_argument("--json", action="store_true", help="print the report as JSON, always "
                         "(an unreadable input is an error finding); exit code 1 when an error or "
                         "warning is found, 0 when none")
@@ -145,6 +167,8 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("run_dir")
     predict.add_argument("--data", required=True)
     predict.add_argument("--out", help="CSV file to write (default: print)")
+    predict.add_argument("--future", help="panel forecasts: a long CSV of the known-future "
+                         "covariates over the horizon (id, time, covariates)")
     generate = sub.add_parser("generate", help="sample text from a 'generate' run")
     generate.add_argument("run_dir")
     generate.add_argument("--prompt", required=True)
@@ -161,16 +185,50 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def train_config(args: argparse.Namespace) -> runs.TrainConfig:
+def _task_in(argv: list[str]) -> tuple[str | None, list[str]]:
+    """The task a train/doctor command line names, and the line with ``TASK`` turned into
+    ``--task TASK``: a first positional word, ``--task``, the ``--config`` file's ``task``, the
+    ``--resume`` run's; None when it names none (then only ``--help`` needs one)."""
+    if len(argv) > 1 and argv[1] in protocol.REGISTRY:
+        return argv[1], [argv[0], "--task", argv[1], *argv[2:]]
+    pre = argparse.ArgumentParser(add_help=False)
+    for flag in ("--task", "--config", "--resume"):
+        pre.add_argument(flag)
+    known, _ = pre.parse_known_args(argv[1:])
+    if known.task:
+        return known.task, argv
+    if known.config and Path(known.config).is_file():
+        return _read_toml(known.config).get("task"), argv
+    if known.resume:
+        return runs.resume_config(known.resume).task, argv
+    return None, argv
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
+    """The command line as a Namespace, the train/doctor options being the named task's."""
+    task = None
+    if argv and argv[0] in ("train", "doctor"):
+        task, argv = _task_in(argv)
+        if task is None and not {"-h", "--help"} & set(argv):
+            task = protocol.TrainConfig.task
+        if task is not None:
+            protocol.get(task)  # an unknown task: the error names the known ones
+    return build_parser(task).parse_args(argv)
+
+
+def train_config(args: argparse.Namespace) -> protocol.TrainConfig:
     """Defaults, then the TOML file, then the flags given on the command line; with --resume
     DIR, the run's saved options (which the others may not contradict)."""
-    options = load_config(args.config) if getattr(args, "config", None) else {}
-    options.update({k: v for k, v in vars(args).items() if k in _FIELDS})
+    task = getattr(args, "task", None)
+    options = load_config(args.config, task) if getattr(args, "config", None) else {}
+    options.update({k: v for k, v in vars(args).items() if k in _fields(task)})
     if options.get("resume"):
         cfg = runs.resume_config(options["resume"], options)
-        return dataclasses.replace(cfg, **{k: options[k] for k in runs.RESUME_MAY_CHANGE
-                                           if k in options and k != "resume"})
-    return runs.TrainConfig(**options)
+        for key in runs.RESUME_MAY_CHANGE:
+            if key in options and key != "resume":
+                setattr(cfg, key, options[key])
+        return cfg
+    return protocol.TrainConfig.from_flat(options)
 
 
 def _say(args, *text) -> None:
@@ -184,9 +242,8 @@ def cmd_train(args) -> None:
     written = ", ".join(sorted(p.name for p in Path(cfg.out).iterdir()))
     _say(args, f"wrote {cfg.out}/: {written}")
     _say(args, json.dumps(run.metrics["model"], indent=1))
-    if "standardized" in run.metrics:
-        for line in forecasting.verdict(run.metrics):
-            _say(args, line)
+    for line in protocol.get(cfg.task).summary(run.metrics):
+        _say(args, line)
 
 
 def cmd_doctor(args) -> int:
@@ -209,7 +266,8 @@ def cmd_doctor(args) -> int:
 
 
 def cmd_evaluate(args) -> None:
-    metrics = runs.evaluate(runs.load(args.run_dir), args.data)
+    run = runs.load(args.run_dir)
+    metrics = runs.evaluate(run, args.data)
     if args.json:
         print(json.dumps(metrics, indent=1))
         return
@@ -219,12 +277,12 @@ def cmd_evaluate(args) -> None:
         elif isinstance(values, dict):
             for key, inner in values.items():
                 print(f"{name} {key}: {inner}")
-    if "standardized" in metrics:
-        print("\n".join(forecasting.verdict(metrics)))
+    for line in protocol.get(run.config.task).summary(metrics):
+        print(line)
 
 
 def cmd_predict(args) -> None:
-    header, rows = runs.predict(runs.load(args.run_dir), args.data)
+    header, rows = runs.predict(runs.load(args.run_dir), args.data, args.future)
     if args.out:
         runs.write_csv(args.out, header, rows)
         _say(args, f"wrote {len(rows)} predictions to {args.out}")
@@ -235,7 +293,7 @@ def cmd_predict(args) -> None:
 
 
 def cmd_generate(args) -> None:
-    print(runs.generate(runs.load(args.run_dir), args.prompt, args.length, args.temperature,
+    print(generation.generate(runs.load(args.run_dir), args.prompt, args.length, args.temperature,
                         args.top_k, args.seed))
 
 
@@ -251,7 +309,7 @@ COMMANDS = {"train": cmd_train, "doctor": cmd_doctor, "evaluate": cmd_evaluate,
 def run(argv: list[str] | None = None) -> int:
     """Parse ``argv`` and run the command; user errors raise (see :func:`main`). Returns the
     exit code (doctor: 1 when it found something)."""
-    args = build_parser().parse_args(argv)
+    args = parse(list(sys.argv[1:] if argv is None else argv))
     return COMMANDS[args.command](args) or 0
 
 

@@ -1,14 +1,10 @@
-"""Old home of the dataset loaders; they live in :mod:`rnnkit.data.datasets` now.
+"""Datasets of the lecture and its reproductions, loaded as Keras loads them.
 
-``from rnnkit.datasets import imdb`` and ``import rnnkit.datasets.imdb`` give the very modules of
-``rnnkit.data.datasets`` (the same objects, so patching one patches the other).
+``from rnnkit.datasets import imdb`` (ETT, IMDB, Jena, M4) then ``imdb.load_data(num_words=10000)``, as
+``keras.datasets``; every loader downloads into a cache with a pinned checksum, or reads a local
+``path``.
 """
 
-import sys
+from . import ett, imdb, jena, m4
 
-from ..data.datasets import ett, imdb, jena
-
-for _module in (ett, imdb, jena):
-    sys.modules[f"{__name__}.{_module.__name__.rpartition('.')[2]}"] = _module
-
-__all__ = ["ett", "imdb", "jena"]
+__all__ = ["ett", "imdb", "jena", "m4"]

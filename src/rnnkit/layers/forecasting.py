@@ -125,6 +125,90 @@ def _trailing(t: Tensor, like: Tensor) -> Tensor:
     return t.reshape(*t.shape, *([1] * (like.dim() - t.dim())))
 
 
+class Covariates:
+    """How a window packs covariates beside its history (the panel windows' layout)::
+
+        x (B, L + H, C + F + K + E): rows < L hold the history of the C channels (rows >= L of them
+        are zero, never the future); F known-future columns over all L + H rows; K static columns
+        (constant per window); E = 1 column with the series index when ``series`` > 0.
+
+    ``layout``: {"lookback": L, "horizon": H, "channels": C, "future": F, "static": K,
+    "series": number of series for an id embedding (0: none)}. Without covariates a window is
+    the plain (B, L, C) history and no layout is given.
+    """
+
+    KEYS = ("lookback", "horizon", "channels", "future", "static", "series")
+
+    def __init__(self, layout: dict, where: str):
+        missing = [k for k in self.KEYS if k not in layout]
+        if missing:
+            raise ConfigError(f"{where}: covariates layout lacks {missing}; expected {self.KEYS}")
+        self.lookback, self.horizon, self.channels, self.future, self.static, self.series = (
+            int(layout[k]) for k in self.KEYS)
+        self.where = where
+
+    @property
+    def width(self) -> int:
+        return self.channels + self.future + self.static + (1 if self.series else 0)
+
+    def check(self, shape: Shape) -> None:
+        want = (self.lookback + self.horizon, self.width)
+        if len(shape) != 3 or tuple(shape[1:]) != want:
+            raise ShapeError(f"{self.where}: expected windows with covariates of shape (B, "
+                             f"{want[0]}, {want[1]}) (lookback + horizon rows; channels, future, "
+                             f"static and id columns), got {tuple(shape)}")
+
+    def split(self, x: Tensor) -> tuple[Tensor, Tensor | None, Tensor | None, Tensor | None]:
+        """x -> history (B, L, C), future (B, L+H, F), static (B, K), series ids (B,) int64;
+        the absent parts are None."""
+        c, f, k = self.channels, self.future, self.static
+        history = x[:, :self.lookback, :c]
+        future = x[:, :, c:c + f] if f else None
+        static = x[:, 0, c + f:c + f + k] if k else None
+        ids = x[:, 0, c + f + k].round().long() if self.series else None
+        return history, future, static, ids
+
+
+def _check_covariates(layer: Layer, covariates: dict | None) -> Covariates | None:
+    return None if covariates is None else Covariates(covariates, f"{layer.name} "
+                                                      f"({type(layer).__name__})")
+
+
+class _CovariateEncoder(Layer):
+    """Known-future covariates over a stretch of rows, the static covariates and the series id
+    embedding, as one additive input of width d: [future (B, n, w·F), static (B, n, K),
+    id embedding (B, n, d_id)] -> Linear -> (B, n, d). Zero-initialised, so covariates start
+    with no effect and training decides how much they count."""
+
+    def __init__(self, spec: Covariates, rows: int, units: int, **kwargs):
+        super().__init__(**kwargs)
+        self.spec, self.rows, self.units = spec, int(rows), int(units)
+        width = self.rows * spec.future + spec.static + (units if spec.series else 0)
+        self.ids = nn.Embedding(spec.series, units) if spec.series else None
+        self.dense = Dense(self.units, kernel_initializer="zeros", name=f"{self.name}_dense")
+        self.dense.ensure_built((None, width))
+
+    def forward(self, future: Tensor | None, static: Tensor | None, ids: Tensor | None,
+                segments: int) -> Tensor:
+        """future (B, segments·rows, F) -> (B, segments, d)."""
+        batch = (future if future is not None else static if static is not None else ids).shape[0]
+        parts = []
+        if future is not None:
+            parts.append(future.reshape(batch, segments, self.rows * self.spec.future))
+        if static is not None:
+            parts.append(static.unsqueeze(1).expand(-1, segments, -1))
+        if ids is not None:
+            parts.append(self.ids(ids).unsqueeze(1).expand(-1, segments, -1))
+        return self.dense(torch.cat(parts, dim=-1))
+
+
+def _pad_rows(t: Tensor, rows: int) -> Tensor:
+    """(B, R, F) padded with zero rows (or cut) to (B, rows, F)."""
+    if t.shape[1] >= rows:
+        return t[:, :rows]
+    return F.pad(t, (0, 0, 0, rows - t.shape[1]))
+
+
 class SegmentEmbedding(Layer):
     """Cuts series (N, L) into n = L/w segments of w steps and embeds each with
     Linear(w→d) + ReLU: (N, L) -> (N, n, d). So a recurrent layer runs n steps instead of L."""
@@ -225,11 +309,15 @@ class ParallelDecoder(_SegmentHead):
         return torch.cat([position, channel], dim=-1)
 
     def forward(self, state: tuple[Tensor, ...], recurrent: RNN, channel_ids: Sequence[int],
-                batch: int) -> Tensor:
+                batch: int, extra: Tensor | None = None) -> Tensor:
+        """``extra`` (B, m, d): covariates of each output segment, added to every channel's e_j."""
         self.ensure_built((None, self.units))
         m, d = self.segments, self.units
         e = self.inputs(channel_ids).to(state[0].dtype)  # (C', m, d)
-        e = e.unsqueeze(0).expand(batch, -1, -1, -1).reshape(-1, 1, d)  # (N·m, 1, d)
+        e = e.unsqueeze(0).expand(batch, -1, -1, -1)  # (B, C', m, d)
+        if extra is not None:
+            e = e + extra.unsqueeze(1)
+        e = e.reshape(-1, 1, d)  # (N·m, 1, d)
         start = tuple(s.repeat_interleave(m, dim=0) for s in state)  # (N·m, d) each
         h = recurrent(e, initial_state=start)[0]  # (N·m, d): one step from the final state
         y = self.project(h)  # (N·m, w, Q)
@@ -281,9 +369,13 @@ class SegRNN(Layer):
                  targets: Sequence[int] | None = None, decoding: str = "parallel",
                  channel_embedding: bool = True, dropout: float = 0.0,
                  normalization: str = "last", quantiles: Sequence[float] | None = None,
-                 head_initializer="zeros", **kwargs):
+                 head_initializer="zeros", covariates: dict | None = None, **kwargs):
         super().__init__(**kwargs)
         _check_cell_layer(recurrent, self.name)
+        self.covariates = _check_covariates(self, covariates)
+        if self.covariates is not None and decoding != "parallel":
+            raise ConfigError(f"{self.name}: covariates enter the parallel decoder's per-segment "
+                              f"inputs; decoding={decoding!r} takes none")
         if decoding not in DECODINGS:
             raise ConfigError(f"{self.name}: decoding must be one of {DECODINGS}, got "
                               f"{decoding!r}")
@@ -300,8 +392,16 @@ class SegRNN(Layer):
         self.recurrent = clone_layer(recurrent, recurrent.name, return_state=True)
 
     def build(self, input_shape: Shape) -> None:
+        cov = self.covariates
+        if cov is not None:
+            cov.check(input_shape)
+            input_shape = (input_shape[0], cov.lookback, cov.channels)
         steps, channels = _window_shape(self, input_shape)
         self.channel_ids = target_channels(self.targets, channels, self.name)
+        if cov is not None:  # the history's segments and the horizon's: covariates of w rows
+            self.past = _CovariateEncoder(cov, self.segment, self.units, name=f"{self.name}_past")
+            self.ahead = _CovariateEncoder(cov, self.segment, self.units,
+                                           name=f"{self.name}_ahead")
         self.normalization.ensure_built(input_shape)
         self.embedding.ensure_built((None, steps))
         self.recurrent.ensure_built((None, steps // self.segment, self.units))
@@ -321,13 +421,24 @@ class SegRNN(Layer):
         return out if self.quantiles is None else (*out, len(self.quantiles))
 
     def forward(self, x: Tensor) -> Tensor:
+        future = static = series_ids = None
+        if self.covariates is not None:
+            x, future, static, series_ids = self.covariates.split(x)
         batch, steps, _ = x.shape
         ids = self.channel_ids
         xn, stats = self.normalization(x)  # (B, L, C)
         series = xn[:, :, ids].transpose(1, 2).reshape(-1, steps)  # (B·C', L)
-        _, *state = self.recurrent(self.embedding(series))  # final state, (B·C', d) each
+        inputs = self.embedding(series)  # (B·C', n, d)
+        extra = None
+        if self.covariates is not None:
+            n, m, w = steps // self.segment, self.decoder.segments, self.segment
+            past = self.past(None if future is None else future[:, :steps], static, series_ids, n)
+            inputs = inputs + past.repeat_interleave(len(ids), dim=0)  # (B·C', n, d)
+            ahead = None if future is None else _pad_rows(future[:, steps:], m * w)
+            extra = self.ahead(ahead, static, series_ids, m)  # (B, m, d)
+        _, *state = self.recurrent(inputs)  # final state, (B·C', d) each
         if self.decoding == "parallel":
-            y = self.decoder(tuple(state), self.recurrent, ids, batch)
+            y = self.decoder(tuple(state), self.recurrent, ids, batch, extra)
         else:
             y = self.decoder(tuple(state), self.recurrent, self.embedding)
         y = y.reshape(batch, len(ids), self.horizon, -1).transpose(1, 2)  # (B, H, C', Q)
@@ -345,8 +456,10 @@ class RecurrentForecaster(Layer):
 
     def __init__(self, recurrent: Layer, horizon: int, targets: Sequence[int] | None = None,
                  normalization: str = "last", dropout: float = 0.0,
-                 quantiles: Sequence[float] | None = None, head_initializer="zeros", **kwargs):
+                 quantiles: Sequence[float] | None = None, head_initializer="zeros",
+                 covariates: dict | None = None, **kwargs):
         super().__init__(**kwargs)
+        self.covariates = _check_covariates(self, covariates)
         if not isinstance(recurrent, Layer):
             raise ConfigError(f"{self.name}: recurrent must be an rnnkit layer, got "
                               f"{type(recurrent).__name__}")
@@ -360,11 +473,17 @@ class RecurrentForecaster(Layer):
         self.head_initializer = head_initializer
 
     def build(self, input_shape: Shape) -> None:
+        cov = self.covariates
+        if cov is not None:  # the recurrent layer reads history, future and static columns
+            cov.check(input_shape)
+            input_shape = (input_shape[0], cov.lookback, cov.channels)
         _, channels = _window_shape(self, input_shape)
         self.channel_ids = target_channels(self.targets, channels, self.name)
         self.normalization.ensure_built(input_shape)
-        self.recurrent.ensure_built(tuple(input_shape))
-        features = self.recurrent.compute_output_shape(tuple(input_shape))
+        read = input_shape if cov is None else \
+            (input_shape[0], cov.lookback, cov.channels + cov.future + cov.static)
+        self.recurrent.ensure_built(tuple(read))
+        features = self.recurrent.compute_output_shape(tuple(read))
         if not isinstance(features, tuple) or len(features) != 2:
             raise ConfigError(f"{self.name}: the recurrent layer must return its last output "
                               f"(B, H'), not {features} (return_sequences/return_state off)")
@@ -372,14 +491,28 @@ class RecurrentForecaster(Layer):
         self.head = Dense(outputs, kernel_initializer=self.head_initializer,
                           name=f"{self.name}_head")
         self.head.ensure_built(features)
+        if cov is not None:  # the horizon's covariates, statics and id, added to the head's input
+            self.ahead = _CovariateEncoder(cov, cov.horizon, features[1],
+                                           name=f"{self.name}_ahead")
 
     def compute_output_shape(self, input_shape: Shape) -> Shape:
         out = (input_shape[0], self.horizon, len(self.channel_ids))
         return out if self.quantiles is None else (*out, len(self.quantiles))
 
     def forward(self, x: Tensor) -> Tensor:
-        xn, stats = self.normalization(x)
-        y = self.head(self.dropout(self.recurrent(xn)))  # (B, H·C'·Q)
+        if self.covariates is None:
+            xn, stats = self.normalization(x)
+            h = self.recurrent(xn)  # (B, H')
+        else:
+            x, future, static, ids = self.covariates.split(x)
+            xn, stats = self.normalization(x)  # (B, L, C)
+            steps = x.shape[1]
+            read = [xn] + ([] if future is None else [future[:, :steps]]) \
+                + ([] if static is None else [static.unsqueeze(1).expand(-1, steps, -1)])
+            h = self.recurrent(torch.cat(read, dim=-1))  # (B, H')
+            ahead = None if future is None else future[:, steps:]
+            h = h + self.ahead(ahead, static, ids, 1)[:, 0]
+        y = self.head(self.dropout(h))  # (B, H·C'·Q)
         y = y.reshape(x.shape[0], self.horizon, len(self.channel_ids), -1)  # (B, H, C', Q)
         if self.quantiles is None:
             y = y[..., 0]

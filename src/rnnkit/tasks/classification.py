@@ -8,13 +8,30 @@ categorical cross-entropy for more, as the lecture's IMDB model.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
+from .. import plots
 from ..data.csv import DataFormatError
+from ..data.text import TextVectorizer
+from ..datasets import imdb
 from ..errors import ConfigError
 from ..layers import Dense, Embedding, Layer
-from ..models import Sequential
+from ..models import Model, Sequential
+from . import files, specs
+from .protocol import (
+    Prepared,
+    Run,
+    Task,
+    TrainConfig,
+    check_fraction,
+    check_positive,
+    holdout,
+    optimizer,
+    register,
+)
 
 
 def sequence_classifier(recurrent: Layer, num_classes: int, vocab_size: int | None = None,
@@ -60,3 +77,114 @@ def confusion_matrix(true: np.ndarray, pred: np.ndarray, num_classes: int) -> np
     out = np.zeros((num_classes, num_classes), dtype=np.int64)
     np.add.at(out, (np.asarray(true), np.asarray(pred)), 1)
     return out
+
+
+# -- the task: ``rnnkit train --task classify`` -----------------------------------------------
+@dataclass
+class ClassifyOptions:
+    """Options of the classify task: a CSV of texts and labels, or the aclImdb folder/tarball."""
+
+    text: str = "text"
+    label: str = "label"
+    max_tokens: int = 10000
+    maxlen: int = 200
+    embed_dim: int = 32
+    validation_fraction: float = 0.2
+
+
+class Classify(Task):
+    name, options = "classify", ClassifyOptions
+    help = {"text": "the CSV column holding the texts", "label": "the CSV column of the labels",
+            "max_tokens": "vocabulary size (most frequent words of the training part)",
+            "maxlen": "tokens per text (longer cut, shorter padded)",
+            "embed_dim": "embedding width", "validation_fraction": "held-out tail of the rows"}
+
+    def check(self, cfg: TrainConfig) -> None:
+        check_positive(cfg.options, "maxlen", "max_tokens", "embed_dim")
+        check_fraction(cfg.options.validation_fraction)
+
+    def build(self, cfg: TrainConfig, prep: dict) -> Model:
+        model = sequence_classifier(specs.recurrent_layer(cfg.model), len(prep["classes"]),
+                                    len(prep["vectorizer"]["vocabulary"]) + 2,
+                                    cfg.options.embed_dim, optimizer(cfg))
+        model.build((None, cfg.options.maxlen))
+        return model
+
+    def prepare(self, cfg: TrainConfig, for_doctor: bool = False) -> Prepared:
+        opt = cfg.options
+        texts, labels, lines = _texts(opt, cfg.data)
+        cut = holdout(len(texts), opt.validation_fraction)
+        vectorizer = TextVectorizer(max_tokens=opt.max_tokens, output_sequence_length=opt.maxlen)
+        vectorizer.fit(texts[:cut])  # the training part only
+        classes = sorted(set(labels))
+        if len(classes) < 2:
+            raise ConfigError(f"{cfg.data}: column {opt.label!r} holds one class {classes}; "
+                              "classification needs at least two")
+        prep = {"vectorizer": vectorizer.to_config(), "classes": classes}
+        x = vectorizer.transform(texts)
+        y = class_ids(labels, classes, cfg.data, lines, opt.label)
+        return Prepared(prep, self.build(cfg, prep),
+                        {"x": x[:cut], "y": _labels(y[:cut], classes),
+                         "validation_data": (x[cut:], _labels(y[cut:], classes))})
+
+    def evaluate(self, run: Run, path: str, out_dir: Path | None) -> dict:
+        cfg, classes = run.config, run.preprocessing["classes"]
+        x, y = _arrays(run, path)
+        if run.history and not _imdb_layout(Path(path)):  # just trained on this file: its tail
+            cut = holdout(len(x), cfg.options.validation_fraction)
+            x, y = x[cut:], y[cut:]
+        logs = run.model.evaluate(x, _labels(y, classes), batch_size=cfg.batch_size, verbose=0,
+                                  return_dict=True)
+        pred = predicted_classes(run.model.predict(x, verbose=0))
+        matrix = confusion_matrix(y, pred, len(classes))
+        if out_dir is not None:
+            plots.confusion(matrix, classes, out_dir / "confusion_matrix.png")
+        return {"model": {"accuracy": float((pred == y).mean()), "loss": logs["loss"]},
+                "confusion_matrix": matrix.tolist(), "classes": classes}
+
+    def predict(self, run: Run, path: str) -> tuple[list[str], list[list]]:
+        opt, prep = run.config.options, run.preprocessing
+        texts = _texts(opt, path, "test")[0] if _imdb_layout(Path(path)) else \
+            files.texts(path, opt.text)
+        x = TextVectorizer.from_config(prep["vectorizer"]).transform(texts)
+        probs = run.model.predict(x, verbose=0)
+        ids = predicted_classes(probs)
+        score = probs[:, 0] if probs.shape[-1] == 1 else probs.max(-1)
+        return (["text", "prediction", "score"],
+                [[t, prep["classes"][i], float(s)] for t, i, s in zip(texts, ids, score)])
+
+    def loss(self, cfg: TrainConfig, prep: dict):
+        return "binary_crossentropy" if len(prep["classes"]) == 2 \
+            else "sparse_categorical_crossentropy"
+
+
+def _texts(opt: ClassifyOptions, path: str, split: str = "train"):
+    """(texts, labels as strings, file lines or None) from a CSV, or from the ``split`` of an
+    aclImdb folder or tarball (labels "neg", "pos")."""
+    source = Path(path)
+    if _imdb_layout(source):
+        train, test = imdb.load_raw_text(source)
+        texts, labels = train if split == "train" else test
+        return texts, [("neg", "pos")[i] for i in labels], None
+    return files.labeled_texts(source, opt.text, opt.label)
+
+
+def _imdb_layout(path: Path) -> bool:
+    """The aclImdb folder or tarball (train and test splits), rather than one CSV."""
+    return path.is_dir() or path.name.endswith((".tar.gz", ".tgz"))
+
+
+def _arrays(run: Run, path: str) -> tuple[np.ndarray, np.ndarray]:
+    opt, prep = run.config.options, run.preprocessing
+    texts, labels, lines = _texts(opt, path, "test")
+    vectorizer = TextVectorizer.from_config(prep["vectorizer"])
+    return vectorizer.transform(texts), class_ids(labels, prep["classes"], str(path), lines,
+                                                  opt.label)
+
+
+def _labels(y: np.ndarray, classes: list[str]) -> np.ndarray:
+    """Class ids as the loss reads them: (N, 1) float for two classes, (N,) ids for more."""
+    return y.astype(np.float32)[:, None] if len(classes) == 2 else y
+
+
+register(Classify())

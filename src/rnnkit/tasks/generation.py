@@ -8,6 +8,9 @@ one character at a time, drawn from p^(1/temperature) restricted to the ``top_k`
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from pathlib import Path
+
 import numpy as np
 import torch
 
@@ -15,6 +18,18 @@ from ..data.text import TextVectorizer
 from ..errors import ConfigError, ShapeError
 from ..layers import Dense, Embedding, Layer
 from ..models import Model, Sequential
+from . import files, specs
+from .protocol import (
+    Prepared,
+    Run,
+    Task,
+    TrainConfig,
+    check_fraction,
+    check_positive,
+    holdout,
+    optimizer,
+    register,
+)
 
 
 def char_vectorizer(text: str) -> TextVectorizer:
@@ -91,3 +106,71 @@ def sample(model: Model, vectorizer: TextVectorizer, prompt: str, length: int = 
         ids.append(nxt)
         out.append(nxt)
     return prompt + vectorizer.inverse([out])[0]
+
+
+# -- the task: ``rnnkit train --task generate`` -----------------------------------------------
+@dataclass
+class GenerateOptions:
+    """Options of the generate task: a plain text file, a character language model."""
+
+    seq_len: int = 64
+    sample_length: int = 200
+    embed_dim: int = 32
+    validation_fraction: float = 0.2
+
+
+class Generate(Task):
+    name, options = "generate", GenerateOptions
+    help = {"seq_len": "characters per training window (and the sampling context)",
+            "sample_length": "characters sampled per temperature for metrics.json",
+            "embed_dim": "embedding width", "validation_fraction": "held-out tail of the text"}
+
+    def check(self, cfg: TrainConfig) -> None:
+        check_positive(cfg.options, "seq_len", "embed_dim")
+        check_fraction(cfg.options.validation_fraction)
+
+    def build(self, cfg: TrainConfig, prep: dict) -> Model:
+        vectorizer = TextVectorizer.from_config(prep["vectorizer"])
+        model = language_model(specs.recurrent_layer(cfg.model, return_sequences=True),
+                               len(vectorizer.vocabulary), cfg.options.embed_dim, optimizer(cfg))
+        model.build((None, cfg.options.seq_len))
+        return model
+
+    def prepare(self, cfg: TrainConfig, for_doctor: bool = False) -> Prepared:
+        opt = cfg.options
+        text = files.read_text(cfg.data)
+        cut = holdout(len(text), opt.validation_fraction)
+        vectorizer = char_vectorizer(text[:cut])
+        prep = {"vectorizer": vectorizer.to_config()}
+        x, y = char_windows(text[:cut], vectorizer, opt.seq_len)
+        val = char_windows(text[cut:], vectorizer, min(opt.seq_len, len(text) - cut - 1))
+        return Prepared(prep, self.build(cfg, prep), {"x": x, "y": y, "validation_data": val})
+
+    def evaluate(self, run: Run, path: str, out_dir: Path | None) -> dict:
+        cfg, opt = run.config, run.config.options
+        text = files.read_text(path)
+        if run.history:
+            text = text[holdout(len(text), opt.validation_fraction):]
+        vectorizer = TextVectorizer.from_config(run.preprocessing["vectorizer"])
+        x, y = char_windows(text, vectorizer, min(opt.seq_len, len(text) - 1))
+        logs = run.model.evaluate(x, y, batch_size=cfg.batch_size, verbose=0, return_dict=True)
+        prompt = text[:min(20, len(text))]
+        samples = {str(t): sample(run.model, vectorizer, prompt, opt.sample_length, t,
+                                  context=opt.seq_len, seed=cfg.seed)
+                   for t in (0.2, 0.5, 1.0)}
+        return {"model": {"loss": logs["loss"], "accuracy": logs["acc"],
+                          "perplexity": float(np.exp(logs["loss"]))}, "samples": samples}
+
+
+def generate(run: Run, prompt: str, length: int = 200, temperature: float = 1.0,
+             top_k: int | None = None, seed: int | None = None) -> str:
+    """Text continued from ``prompt`` by a ``generate`` run's language model."""
+    if run.config.task != "generate":
+        raise ConfigError(f"generate: the run was trained for task {run.config.task!r}, not "
+                          "'generate'")
+    vectorizer = TextVectorizer.from_config(run.preprocessing["vectorizer"])
+    return sample(run.model, vectorizer, prompt, length, temperature, top_k,
+                  context=run.config.options.seq_len, seed=seed)
+
+
+register(Generate())

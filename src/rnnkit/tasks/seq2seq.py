@@ -12,6 +12,9 @@ The demo data is digit-string addition (``"123+45"`` -> ``"168"``), generated he
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from pathlib import Path
+
 import numpy as np
 import torch
 from torch import Tensor
@@ -22,6 +25,18 @@ from ..layers import LSTM, Dense, Embedding, Layer
 from ..layers.config import deserialize_layer, serialize_layer
 from ..layers.recurrent import RNN
 from ..models import Model
+from . import files, specs
+from .protocol import (
+    Prepared,
+    Run,
+    Task,
+    TrainConfig,
+    check_fraction,
+    check_positive,
+    holdout,
+    optimizer,
+    register,
+)
 
 BOS, EOS = "<s>", "</s>"
 
@@ -222,3 +237,78 @@ class Seq2Seq(Model):
                 break
         pool = finished or [(seq, score) for seq, score, _ in beams]
         return max(pool, key=lambda item: item[1])[0]
+
+
+# -- the task: ``rnnkit train --task seq2seq`` ------------------------------------------------
+@dataclass
+class Seq2SeqOptions:
+    """Options of the seq2seq task: a TSV of source<TAB>target lines."""
+
+    decoder: str = "gru:64"
+    beam_width: int = 3
+    embed_dim: int = 32
+    validation_fraction: float = 0.2
+
+
+class Seq2SeqTask(Task):
+    name, options = "seq2seq", Seq2SeqOptions
+    help = {"decoder": "decoder spec (simple, lstm or gru)", "beam_width": "beams in decoding",
+            "embed_dim": "embedding width", "validation_fraction": "held-out tail of the pairs"}
+    custom_objects = {"Seq2Seq": Seq2Seq}
+
+    def check(self, cfg: TrainConfig) -> None:
+        check_positive(cfg.options, "beam_width", "embed_dim")
+        check_fraction(cfg.options.validation_fraction)
+
+    def build(self, cfg: TrainConfig, prep: dict) -> Model:
+        src, tgt = _vectorizers(prep)
+        bos, eos = special_ids(tgt)
+        model = Seq2Seq(specs.recurrent_layer(cfg.model), specs.recurrent_layer(cfg.options.decoder),
+                        len(src.vocabulary), len(tgt.vocabulary), bos, eos, prep["max_length"],
+                        cfg.options.embed_dim)
+        model.compile(optimizer=optimizer(cfg), loss="sparse_categorical_crossentropy",
+                      metrics=["acc"])
+        model.build_from_batch(torch.ones(1, 2, dtype=torch.long))
+        return model
+
+    def prepare(self, cfg: TrainConfig, for_doctor: bool = False) -> Prepared:
+        sources, targets = files.pairs(cfg.data)
+        cut = holdout(len(sources), cfg.options.validation_fraction)
+        src, tgt = vectorizers(sources[:cut], targets[:cut])
+        y = encode_targets(tgt, targets)
+        prep = {"source": src.to_config(), "target": tgt.to_config(), "max_length": y.shape[1] + 2}
+        x = src.transform(sources)
+        return Prepared(prep, self.build(cfg, prep),
+                        {"x": x[:cut], "y": y[:cut], "validation_data": (x[cut:], y[cut:])})
+
+    def evaluate(self, run: Run, path: str, out_dir: Path | None) -> dict:
+        cfg = run.config
+        sources, targets = files.pairs(path)
+        if run.history:
+            cut = holdout(len(sources), cfg.options.validation_fraction)
+            sources, targets = sources[cut:], targets[cut:]
+        src, tgt = _vectorizers(run.preprocessing)
+        x = src.transform(sources)
+        logs = run.model.evaluate(x, encode_targets(tgt, targets), batch_size=cfg.batch_size,
+                                  verbose=0, return_dict=True)
+        greedy = decode_targets(tgt, run.model.predict(x, verbose=0))
+        beam = decode_targets(tgt, run.model.beam_search(torch.as_tensor(x),
+                                                         cfg.options.beam_width).numpy())
+        return {"model": {"exact_match": exact_match(greedy, targets),
+                          "exact_match_beam": exact_match(beam, targets),
+                          "loss": logs["loss"], "token_accuracy": logs["acc"]}}
+
+    def predict(self, run: Run, path: str) -> tuple[list[str], list[list]]:
+        sources = [line.split("\t")[0] for line in files.read_text(path).splitlines()
+                   if line.strip()]
+        src, tgt = _vectorizers(run.preprocessing)
+        x = torch.as_tensor(src.transform(sources))
+        out = decode_targets(tgt, run.model.beam_search(x, run.config.options.beam_width).numpy())
+        return ["source", "prediction"], [[s, p] for s, p in zip(sources, out)]
+
+
+def _vectorizers(prep: dict) -> tuple[TextVectorizer, TextVectorizer]:
+    return TextVectorizer.from_config(prep["source"]), TextVectorizer.from_config(prep["target"])
+
+
+register(Seq2SeqTask())

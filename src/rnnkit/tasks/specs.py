@@ -100,21 +100,31 @@ def is_segrnn(spec: str) -> bool:
     return parse(spec)[0] == "segrnn"
 
 
+def takes_covariates(spec: str) -> bool:
+    """Whether the forecaster of ``spec`` reads known-future, static and series-id covariates."""
+    parse(spec)
+    return True
+
+
 def forecaster(spec: str, horizon: int, targets: Sequence[int] | None = None, *,
                segment: int = 24, dropout: float = 0.0, normalization: str = "last",
                decoding: str = "parallel", channel_embedding: bool = True,
-               quantiles: Sequence[float] | None = None, backend: str = "auto") -> Layer:
+               quantiles: Sequence[float] | None = None, backend: str = "auto",
+               covariates: dict | None = None) -> Layer:
     """The forecasting layer a spec names: windows (B, L, C) -> (B, H, C'[, Q]).
 
     ``segrnn[-CELL]:d`` is SegRNN around that cell (``segment``, ``decoding``,
     ``channel_embedding``, ``dropout`` before its output layer); any other spec is its recurrent
     layer followed by a Dense output (``RecurrentForecaster``, ``dropout`` before the Dense).
     Both subtract the window's last value (``normalization``) and start at the last-value
-    forecast. ``backend`` picks SegRNN's kernel (``auto``: the registry's choice)."""
+    forecast. ``backend`` picks SegRNN's kernel (``auto``: the registry's choice).
+    ``covariates``: the layout of windows that carry known-future, static and series-id columns
+    (:class:`rnnkit.layers.forecasting.Covariates`); both forecasters read them."""
     wrapper, cell, units, _ = parse(spec)
     if wrapper == "segrnn":
         return SegRNN(CELLS[cell](units, backend=backend), horizon, segment, targets=targets,
                       decoding=decoding, channel_embedding=channel_embedding, dropout=dropout,
-                      normalization=normalization, quantiles=quantiles)
+                      normalization=normalization, quantiles=quantiles, covariates=covariates)
     return RecurrentForecaster(recurrent_layer(spec), horizon, targets=targets,
-                               normalization=normalization, dropout=dropout, quantiles=quantiles)
+                               normalization=normalization, dropout=dropout, quantiles=quantiles,
+                               covariates=covariates)

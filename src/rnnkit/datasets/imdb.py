@@ -16,9 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ...errors import ConfigError
-from ..csv import DataFormatError
-from ..download import fetch
+from ..data.csv import DataFormatError
+from ..data.download import fetch
+from ..errors import ConfigError
 
 _ORIGIN = "https://storage.googleapis.com/tensorflow/tf-keras-datasets/"
 NPZ_URL, NPZ_SHA256 = (_ORIGIN + "imdb.npz",

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..csv import parse_timestamps, read_table
-from ..download import fetch
-from ..timeseries import Series
+from ..data.csv import parse_timestamps, read_table
+from ..data.download import fetch
+from ..data.timeseries import Series
 
 URL = "https://s3.amazonaws.com/keras-datasets/jena_climate_2009_2016.csv.zip"
 DATE_COLUMN = "Date Time"

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ...errors import ConfigError
-from ..csv import DataFormatError, parse_timestamps, read_table
-from ..download import fetch
-from ..timeseries import Normalizer, Series, WindowDataset, split_windows
+from ..data.csv import DataFormatError, parse_timestamps, read_table
+from ..data.download import fetch
+from ..data.timeseries import Normalizer, Series, WindowDataset, split_windows
+from ..errors import ConfigError
 
 URL = "https://raw.githubusercontent.com/zhouhaoyi/ETDataset/main/ETT-small/{name}.csv"
 SHA256 = {"ETTh1": "f18de3ad269cef59bb07b5438d79bb3042d3be49bdeecf01c1cd6d29695ee066",
