@@ -6,6 +6,7 @@ import pathlib
 import re
 
 import pytest
+import torch
 
 GUIDES = sorted((pathlib.Path(__file__).resolve().parents[2] / "docs" / "guides").glob("*.md"))
 BLOCK = re.compile(r"^(?:<!-- no-run(?P<why>[^>]*)-->\n)?```python\n(?P<code>.*?)^```", re.S | re.M)
@@ -39,5 +40,9 @@ def test_guide_code_runs(page, tmp_path, monkeypatch):
     assert blocks, f"{page.name} has no runnable python block"
     monkeypatch.chdir(tmp_path)
     namespace = {"__name__": f"guide_{page.stem}"}
-    for i, code in enumerate(blocks, 1):
-        exec(compile(code, f"{page.name}, python block {i}", "exec"), namespace)
+    threads = torch.get_num_threads()  # `rnnkit train --threads 1` sets the process's count
+    try:
+        for i, code in enumerate(blocks, 1):
+            exec(compile(code, f"{page.name}, python block {i}", "exec"), namespace)
+    finally:
+        torch.set_num_threads(threads)
