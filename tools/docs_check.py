@@ -4,8 +4,9 @@ Figures live in docs/results.md and docs/benchmarks.md, between the markers the 
 measure them write (``<!-- name: begin -->`` ... ``<!-- name: end -->``, benchmarks/markers.py).
 The README shows a figure only as a copy of such a block, between
 ``<!-- figure:name:begin -->`` and ``<!-- figure:name:end -->``; ``--write`` makes the copies.
-The check fails on a copy that differs from its source (or names no source) and on a path in
-README.md or docs/ (in backticks, a code block or a link) that does not exist.
+The check fails on a copy that differs from its source (or names no source), on a path in
+README.md or docs/ (in backticks, a code block or a link) that does not exist, and on a dotted
+name (``rnnkit.engine.explain``) that does not resolve in this tree's package.
 
     python tools/docs_check.py            # check: one line per problem, exit status 1 if any
     python tools/docs_check.py --write    # copy the blocks into the README, then check
@@ -14,12 +15,14 @@ README.md or docs/ (in backticks, a code block or a link) that does not exist.
 from __future__ import annotations
 
 import argparse
+import importlib
 import pathlib
 import re
 import sys
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
+sys.path.insert(0, str(ROOT / "src"))  # the names the docs use resolve in this tree's package
 
 from markers import blocks  # noqa: E402
 
@@ -33,6 +36,7 @@ PATH = re.compile(r"(?<![\w./-])(?:(?:src/rnnkit|rnnkit|tests|benchmarks|example
 CODE_SPAN = re.compile(r"`([^`\n]+)`")
 FENCE = re.compile(r"^```.*?^```", re.S | re.M)
 LINK = re.compile(r"\]\(([^)\s]+)\)")
+DOTTED = re.compile(r"\brnnkit(?:\.[A-Za-z_]\w*)+")
 
 
 def source_blocks(root: pathlib.Path = ROOT) -> tuple[dict[str, str], list[str]]:
@@ -103,10 +107,37 @@ def missing_files(root: pathlib.Path = ROOT) -> list[str]:
     return problems
 
 
+def resolves(name: str) -> bool:
+    """Whether a dotted name is a module of the package or an attribute of one."""
+    parts = name.split(".")
+    for k in range(len(parts), 0, -1):
+        try:
+            obj = importlib.import_module(".".join(parts[:k]))
+        except ModuleNotFoundError:
+            continue
+        for attr in parts[k:]:
+            if not hasattr(obj, attr):
+                return False
+            obj = getattr(obj, attr)
+        return True
+    return False
+
+
+def unresolved_names(root: pathlib.Path = ROOT) -> list[str]:
+    """A problem per ``rnnkit.x.y`` a doc names that is neither a module nor an attribute."""
+    problems = []
+    for doc in [root / README, *sorted((root / "docs").rglob("*.md"))]:
+        names = dict.fromkeys(DOTTED.findall(doc.read_text()))
+        problems += [f"{doc.relative_to(root)}: names {n}, which does not resolve"
+                     for n in names if not resolves(n)]
+    return problems
+
+
 def check(root: pathlib.Path = ROOT) -> list[str]:
-    """Every problem: figures that differ from their source, files that do not exist."""
+    """Every problem: figures that differ from their source, files and names that do not exist."""
     sources, problems = source_blocks(root)
-    return problems + stale_figures((root / README).read_text(), sources) + missing_files(root)
+    return (problems + stale_figures((root / README).read_text(), sources) + missing_files(root)
+            + unresolved_names(root))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -117,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
         readme = ROOT / README
         readme.write_text(copy_figures(readme.read_text(), source_blocks()[0]))
     problems = check()
-    print("\n".join(problems) or "docs agree with their sources; every named file exists")
+    print("\n".join(problems) or "docs agree with their sources; every file and name they mention exists")
     return 1 if problems else 0
 
 

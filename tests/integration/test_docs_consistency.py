@@ -74,3 +74,12 @@ def test_missing_files_fail_and_existing_ones_pass(docs_check, tmp_path):
         "README.md: names engine/gone.py, which does not exist",
         "README.md: links to docs/gone.md, which does not exist",
     ]
+
+
+def test_a_name_that_does_not_resolve_fails(docs_check, tmp_path):
+    readme = "Call `rnnkit.engine.explain` and `rnnkit.engine.explains`; import rnnkit.nowhere.\n"
+    write_tree(tmp_path, readme, "# Results\n")
+    assert docs_check.check(tmp_path) == [
+        "README.md: names rnnkit.engine.explains, which does not resolve",
+        "README.md: names rnnkit.nowhere, which does not resolve",
+    ]
