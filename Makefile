@@ -1,11 +1,12 @@
 # Two commands: `make demo` and `make test`. Both create .venv and install what they need.
+# `make docs` builds the documentation site into site/ (mkdocs, strict: a broken link fails it).
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 TORCH := torch==2.13.0
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench docs clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,7 +22,7 @@ demo: $(VENV)/.installed
 	$(PY) examples/adding_problem.py
 
 lint: $(VENV)/.dev-installed
-	$(VENV)/bin/ruff check src tests benchmarks examples
+	$(VENV)/bin/ruff check src tests benchmarks examples tools
 
 # The report's browser test needs Debian's chromium and chromedriver: installed here when missing and
 # we are root with apt-get; otherwise that test skips (never a failed make).
@@ -39,5 +40,12 @@ $(VENV)/.bench-installed: $(VENV)/.installed
 bench: $(VENV)/.bench-installed
 	$(PY) benchmarks/run_all.py
 
+$(VENV)/.docs-installed: $(VENV)/.installed
+	$(PIP) install -q -e ".[docs]"
+	touch $@
+
+docs: $(VENV)/.docs-installed
+	$(PY) -m mkdocs build --strict
+
 clean:
-	rm -rf $(VENV) build src/*.egg-info .pytest_cache .ruff_cache
+	rm -rf $(VENV) build site src/*.egg-info .pytest_cache .ruff_cache

@@ -18,6 +18,7 @@ import sys
 import numpy as np
 import torch
 from common import THREADS, env_prefix, interleaved, setup, table, verdict
+from markers import marked
 
 BATCH, STEPS_T, VOCAB, UNITS = 128, 500, 10000, 32
 CELLS = ("SimpleRNN", "LSTM", "GRU")
@@ -137,7 +138,7 @@ def run(rounds: int = 5, batches: int = 4) -> str:
         fit = cell_rows[2][2]
         ratios.append(f"{cell} {fit / cell_rows[1][2]:.2f}x the flushed loop"
                       + "".join(f", {fit / k:.2f}x Keras-{b}" for b, k in keras.items()))
-    notes.append("rnnkit fit() per step: " + "; ".join(ratios) + ".")
+    notes.append(marked("fit_summary", "rnnkit fit() per step: " + "; ".join(ratios) + "."))
     return "\n\n".join([
         f"### The lecture's IMDB models, ms per training step (B={BATCH}, T={STEPS_T}, median of "
         f"{rounds} epochs of {batches} steps)",

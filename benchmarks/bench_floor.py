@@ -23,7 +23,8 @@ from dataclasses import dataclass
 
 import torch
 from bench_kernels import SHAPES, families
-from common import fwd_bwd, interleaved, machine, marked, setup, table, verdict, write_marked
+from common import fwd_bwd, interleaved, machine, setup, table, verdict, write_marked
+from markers import marked
 
 from rnnkit.cells import FeedbackCell, GRUCell, LSTMCell
 from rnnkit.engine import scan

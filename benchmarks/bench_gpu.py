@@ -17,7 +17,8 @@ from collections.abc import Callable
 
 import bench_kernels
 import torch
-from common import interleaved, marked, table, verdict
+from common import interleaved, table, verdict
+from markers import marked
 
 from rnnkit import layers
 from rnnkit.engine import ScanSpec, kernels, scan

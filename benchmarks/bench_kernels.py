@@ -13,6 +13,7 @@ import time
 
 import torch
 from common import fwd_bwd, interleaved, setup, table, verdict
+from markers import marked
 
 from rnnkit.cells import FeedbackCell, GRUCell, LinearCell, LSTMCell, SimpleCell
 from rnnkit.engine import ScanSpec, kernels, scan
@@ -110,8 +111,9 @@ def run(rounds: int = 7, ref_seconds: float = 8.0) -> str:
         std += standard(shape, rounds)
         oth += others(shape, rounds, ref_seconds)
     return "\n\n".join([
-        "### Standard cells: rnnkit layers vs torch.nn (forward+backward, ms, median)",
-        table(["(B, T, I, H)", "cell", "kernel", "torch.nn", "rnnkit", "ratio", "target", "met"], std),
+        marked("standard_cells", "\n\n".join([
+            "### Standard cells: rnnkit layers vs torch.nn (forward+backward, ms, median)",
+            table(["(B, T, I, H)", "cell", "kernel", "torch.nn", "rnnkit", "ratio", "target", "met"], std)])),
         "### Other cell families on the compiled (C++) and fused kernels (forward+backward, ms, "
         "median; ratios for compiled where it runs, else fused)",
         table(["(B, T, I, H)", "family", "torch.nn.LSTM", "compiled", "fused", "vs LSTM", "<= 1.5x",

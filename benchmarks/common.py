@@ -9,11 +9,11 @@ from __future__ import annotations
 import os
 import pathlib
 import platform
-import re
 import statistics
 import time
 from collections.abc import Callable
 
+import markers
 import torch
 
 THREADS = int(os.environ.get("RNNKIT_BENCH_THREADS", "2"))
@@ -78,25 +78,11 @@ def fwd_bwd(fn: Callable[[], torch.Tensor]) -> Callable[[], None]:
     return run
 
 
-DOC = pathlib.Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
+DOC = markers.BENCHMARKS_DOC
 NOTES = pathlib.Path(__file__).parent / "NOTES.md"
-
-
-def marked(name: str, text: str) -> str:
-    """text between <!-- name: begin --> and <!-- name: end -->, which make bench keeps."""
-    return f"<!-- {name}: begin -->\n{text}\n<!-- {name}: end -->"
 
 
 def write_marked(name: str, text: str) -> None:
     """Replace the section ``name`` of docs/benchmarks.md, or add it before the notes."""
-    doc = DOC.read_text() if DOC.exists() else "# Benchmarks\n"
-    new = marked(name, text)
     notes = NOTES.read_text().strip() if NOTES.exists() else ""
-    begin, end = f"<!-- {name}: begin -->", f"<!-- {name}: end -->"
-    if begin in doc and end in doc:
-        doc = re.sub(re.escape(begin) + r".*?" + re.escape(end), lambda _: new, doc, flags=re.S)
-    elif notes and notes in doc:
-        doc = doc.replace(notes, new + "\n\n" + notes, 1)
-    else:
-        doc = doc.rstrip("\n") + "\n\n" + new + "\n"
-    DOC.write_text(doc)
+    markers.write_marked(name, text, DOC, before=notes)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import datetime
 import os
 import pathlib
-import re
 import sys
 import time
 from collections.abc import Collection
@@ -26,7 +25,8 @@ import bench_memory  # noqa: E402
 import bench_parallel  # noqa: E402
 import profile_compiled  # noqa: E402
 import torch  # noqa: E402
-from common import DOC, NOTES, machine, marked  # noqa: E402
+from common import DOC, NOTES, machine  # noqa: E402
+from markers import BLOCK, marked  # noqa: E402
 
 from rnnkit.engine import kernels  # noqa: E402
 
@@ -74,6 +74,7 @@ def main() -> None:
         "All contenders run side by side in one process, interleaved round by round; "
         "times are medians (ms). The machine is shared with other work, so expect ±20 % noise.",
         "",
+        "",
     ]
     notes = NOTES.read_text() if NOTES.exists() else ""
     DOC.parent.mkdir(exist_ok=True)
@@ -88,17 +89,14 @@ def gpu_line() -> str:
     return "No GPU was available, so the suite ran on CPU only."
 
 
-MARKED = r"<!-- ([\w.-]+): begin -->.*?<!-- \1: end -->"
-
-
 def marker_names(text: str) -> list[str]:
-    return [m.group(1) for m in re.finditer(MARKED, text, flags=re.S)]
+    return [m.group(1) for m in BLOCK.finditer(text)]
 
 
 def marked_sections(doc: str, skip: Collection[str] = ()) -> list[str]:
     """Sections other scripts own (between <!-- name: begin --> and <!-- name: end -->): kept,
     except those this run wrote anew (named in skip)."""
-    return [m.group(0) for m in re.finditer(MARKED, doc, flags=re.S) if m.group(1) not in skip]
+    return [m.group(0) for m in BLOCK.finditer(doc) if m.group(1) not in skip]
 
 
 if __name__ == "__main__":

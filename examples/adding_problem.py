@@ -5,12 +5,16 @@ exactly two steps (one in each half). The target is the sum of the two marked va
 network must carry information across up to T steps. Always answering 1.0 gives the variance of
 the sum, MSE ≈ 0.167; a cell "learns the dependency" when its validation MSE falls below 0.01.
 
-    python examples/adding_problem.py [--steps 100] [--epochs 8] [--cells simple,lstm,gru]
+    python examples/adding_problem.py [--steps 100] [--epochs 8] [--cells simple,lstm,gru] [--write-doc]
+
+--write-doc puts the table into docs/results.md (its ``demo`` block, which the README copies).
 """
 
 from __future__ import annotations
 
 import argparse
+import pathlib
+import sys
 import time
 
 import numpy as np
@@ -59,12 +63,14 @@ def train(name: str, args) -> dict:
             "seconds": time.perf_counter() - start, "kernel": model.layers[0].last_kernel}
 
 
-def table(rows: list[dict], args) -> str:
+def title(args) -> str:
+    return (f"Adding problem, T = {args.steps}, {args.units} units, "
+            f"{args.epochs} epochs × {args.steps_per_epoch} batches of {args.batch_size}")
+
+
+def table(rows: list[dict]) -> str:
     baseline = 2 / 12  # variance of the sum of two U(0, 1) values
     lines = [
-        f"Adding problem, T = {args.steps}, {args.units} units, "
-        f"{args.epochs} epochs × {args.steps_per_epoch} batches of {args.batch_size}",
-        "",
         f"| cell | final val MSE | vs. constant guess ({baseline:.3f}) | learned the dependency "
         f"(MSE < {SOLVED_MSE}) | first epoch below | kernel | time |",
         "|---|---|---|---|---|---|---|",
@@ -88,10 +94,21 @@ def main(argv=None) -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--cells", default=",".join(CELLS))
     parser.add_argument("--verbose", type=int, default=2)
+    parser.add_argument("--write-doc", action="store_true", help="write the table into docs/results.md")
     args = parser.parse_args(argv)
     rows = [train(name, args) for name in args.cells.split(",")]
-    print()
-    print(table(rows, args))
+    print(f"\n{title(args)}\n\n{table(rows)}")
+    if args.write_doc:
+        write_doc(table(rows))
+
+
+def write_doc(text: str) -> None:
+    """The table into docs/results.md's ``demo`` block (benchmarks/markers.py keeps the markers)."""
+    root = pathlib.Path(__file__).resolve().parents[1]
+    sys.path.insert(0, str(root / "benchmarks"))
+    import markers
+
+    markers.write_marked("demo", text, markers.RESULTS_DOC)
 
 
 if __name__ == "__main__":

@@ -100,8 +100,10 @@ class Seq2Seq(Model):
     Args:
         encoder: a recurrent layer returning its last output (B, He) (return_sequences=False).
         decoder: a SimpleRNN, LSTM or GRU (its units and cell); it is run one step at a time.
-        src_vocab, tgt_vocab: vocabulary sizes (id 0 is padding in both).
-        bos, eos: the target ids of <s> and </s>.
+        src_vocab: the source vocabulary's size (id 0 is padding).
+        tgt_vocab: the target vocabulary's size (id 0 is padding).
+        bos: the target id of <s>.
+        eos: the target id of </s>.
         max_length: the most tokens greedy and beam decoding produce.
 
     ``model(src, targets)`` is teacher-forced; ``model(src)`` decodes greedily.
