@@ -18,10 +18,12 @@ from .core import (
 )
 from .forecasting import (
     DLinear,
+    MeanForecast,
     NLinear,
     ParallelDecoder,
     RecurrentForecaster,
     RecursiveDecoder,
+    SeasonalNaive,
     SegmentEmbedding,
     SegRNN,
     WindowNormalization,
@@ -37,5 +39,5 @@ __all__ = [
     "Dense", "Embedding", "Masking", "Dropout", "BatchNormalization", "LayerNormalization", "Conv1D",
     "MaxPooling1D", "GlobalMaxPooling1D", "GlobalAveragePooling1D", "Flatten", "TimeDistributed",
     "WindowNormalization", "SegmentEmbedding", "ParallelDecoder", "RecursiveDecoder", "SegRNN",
-    "RecurrentForecaster", "NLinear", "DLinear",
+    "RecurrentForecaster", "NLinear", "DLinear", "SeasonalNaive", "MeanForecast",
 ]

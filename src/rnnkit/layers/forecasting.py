@@ -588,3 +588,62 @@ class DLinear(Layer):
         trend = moving_average(x, self.kernel)
         y = self.seasonal((x - trend).transpose(1, 2)) + self.trend(trend.transpose(1, 2))
         return y.transpose(1, 2)  # (B, H, C')
+
+
+class SeasonalNaive(Layer):
+    """The seasonal naive forecast as a layer: step h repeats the value ``season`` steps before
+    it, from the window's last ``season`` values. (B, L, C) -> (B, H, C'); no weights, so it
+    saves, exports and competes in ``--model auto`` like any forecaster. Windows that carry
+    covariates (``covariates``) are read for their history only."""
+
+    input_rank = 3
+
+    def __init__(self, horizon: int, season: int, targets: Sequence[int] | None = None,
+                 covariates: dict | None = None, **kwargs):
+        super().__init__(**kwargs)
+        if int(horizon) < 1 or int(season) < 1:
+            raise ConfigError(f"{self.name}: horizon and season must be >= 1, got {horizon}, "
+                              f"{season}")
+        self.horizon, self.season, self.targets = int(horizon), int(season), targets
+        self.covariates = _check_covariates(self, covariates)
+
+    def build(self, input_shape: Shape) -> None:
+        if self.covariates is not None:
+            self.covariates.check(input_shape)
+            input_shape = (input_shape[0], self.covariates.lookback, self.covariates.channels)
+        steps, channels = _window_shape(self, input_shape)
+        if steps < self.season:
+            raise ConfigError(f"{self.name}: the window of {steps} steps is shorter than the "
+                              f"season {self.season}")
+        self.channel_ids = target_channels(self.targets, channels, self.name)
+
+    def compute_output_shape(self, input_shape: Shape) -> Shape:
+        return (input_shape[0], self.horizon, len(self.channel_ids))
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.covariates is not None:
+            x = self.covariates.split(x)[0]
+        last = x[:, -self.season:, self.channel_ids]  # (B, m, C')
+        reps = math.ceil(self.horizon / self.season)
+        return last.repeat(1, reps, 1)[:, :self.horizon]
+
+
+class MeanForecast(Layer):
+    """The mean of several forecasters' outputs (an equal-weight ensemble): each takes the
+    same window; (B, ...) -> the mean of their (B, H, C'[, Q])."""
+
+    def __init__(self, members: Sequence[Layer], **kwargs):
+        super().__init__(**kwargs)
+        if not members:
+            raise ConfigError(f"{self.name}: give at least one forecaster")
+        self.members = nn.ModuleList(members)
+
+    def build(self, input_shape: Shape) -> None:
+        for member in self.members:
+            member.ensure_built(tuple(input_shape))
+
+    def compute_output_shape(self, input_shape: Shape) -> Shape:
+        return self.members[0].compute_output_shape(input_shape)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.stack([member(x) for member in self.members]).mean(dim=0)

@@ -27,8 +27,8 @@ from ...errors import ConfigError
 from ...models import Model, load_model
 from ...training.checkpoint import seed_everything
 from ..protocol import TrainConfig, optimizer, training_callbacks
+from . import auto, training
 from . import panel as pipeline
-from . import training
 from .options import ForecastOptions
 from .scoring import point_index
 
@@ -71,7 +71,8 @@ class Forecaster:
         cut = pipeline.split(opt, _panel(opt, data), test_size)
         sets = pipeline.windows(opt, cut, cfg.batch_size, cfg.seed)
         layout = sets["train"].layout
-        self.model = pipeline.build(cfg.model, opt, layout, len(cut.panel), optimizer(cfg))
+        self.model = pipeline.build(auto.resolve(cfg.model, opt), opt, layout, len(cut.panel),
+                                    optimizer(cfg))
         self.state = {"ids": list(cut.panel.ids), "layout": layout.to_config(),
                       "columns": cut.panel.columns, "covariates": cut.covariates,
                       "static_categories": cut.panel.static_categories,

@@ -165,18 +165,26 @@ def statistical_baselines(cut: PanelSplit, ds: PanelWindows, season: int) -> dic
     return {name: np.stack(v) for name, v in out.items()}
 
 
-def linear_baselines(cut: PanelSplit, opt, sets: dict, seed: int) -> dict:
-    """NLinear and DLinear trained on the same windows, without covariates."""
-    plain = replace(cut, panel=replace(cut.panel, future=None, future_columns=[], static=None,
-                                       static_columns=[]), covariates={"mean": [], "std": []})
-    plain_opt = replace(opt, series_embedding=False)
-    ws = windows(plain_opt, plain, 32, seed)
+def plain(cut: PanelSplit) -> PanelSplit:
+    """The same split without covariates (what NLinear and DLinear read)."""
+    return replace(cut, panel=replace(cut.panel, future=None, future_columns=[], static=None,
+                                      static_columns=[]), covariates={"mean": [], "std": []})
+
+
+def linear_models(cut: PanelSplit, opt, seed: int) -> dict[str, Model]:
+    """NLinear and DLinear trained on the same training windows (LTSF-Linear's recipe),
+    without covariates."""
+    ws = windows(replace(opt, series_embedding=False), plain(cut), 32, seed)
     targets = list(ws["train"].layout.targets)
-    out = {}
-    for kind in ("nlinear", "dlinear"):
-        model = training.linear_baseline(kind, opt.horizon, targets, ws["train"], ws["val"], seed)
-        out[kind] = forecast(model, ws["test"], cut.test_scaler)
-    return out
+    return {kind: training.linear_baseline(kind, opt.horizon, targets, ws["train"], ws["val"],
+                                           seed) for kind in ("nlinear", "dlinear")}
+
+
+def linear_baselines(cut: PanelSplit, opt, seed: int) -> dict:
+    """NLinear's and DLinear's forecasts (N, H, C') of the test windows."""
+    test = windows(replace(opt, series_embedding=False), plain(cut), 32, seed)["test"]
+    return {kind: forecast(model, test, cut.test_scaler)
+            for kind, model in linear_models(cut, opt, seed).items()}
 
 
 def scores(truth: np.ndarray, model: np.ndarray, baselines: dict, cut: PanelSplit,

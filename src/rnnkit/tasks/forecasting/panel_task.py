@@ -19,6 +19,7 @@ import pandas as pd
 from ... import report
 from ...errors import ConfigError
 from ..protocol import Prepared, Run, TrainConfig
+from . import auto
 from . import panel as pipeline
 from .forecaster import Forecaster
 from .scoring import point_index
@@ -50,13 +51,15 @@ def evaluate(run: Run, path: str, out_dir: Path | None) -> dict:
     with every baseline fit on the same history."""
     cfg, opt = run.config, run.config.options
     cut = pipeline.split(opt, pipeline.read(opt, path), _test_size(opt))
-    sets = pipeline.windows(opt, cut, cfg.batch_size, cfg.seed)
-    test = sets["test"]
+    chosen = None
+    if cfg.model == auto.AUTO:  # chosen on validation, before the test is read
+        run.model, chosen = auto.select(run.model, cut, opt, cfg.seed)
+    test = pipeline.windows(opt, cut, cfg.batch_size, cfg.seed)["test"]
     out = pipeline.forecast(run.model, test, cut.test_scaler)  # (N, H, C'[, Q])
     point = out[..., point_index(opt.quantiles)] if out.ndim == 4 else out
     truth = pipeline.actuals(test, cut.test_scaler)
     baselines = {**pipeline.statistical_baselines(cut, test, opt.season),
-                 **pipeline.linear_baselines(cut, opt, sets, cfg.seed)}
+                 **pipeline.linear_baselines(cut, opt, cfg.seed)}
     rows, summary = pipeline.scores(truth, point, baselines, cut, test, opt.season)
     summary["naive2"] = summary.pop("Naive2")
     metrics = {"model": summary["model"],
@@ -64,6 +67,8 @@ def evaluate(run: Run, path: str, out_dir: Path | None) -> dict:
                          "baselines": {k: summary[k] for k in NAMES if k in summary}},
                "series": len(cut.panel), "windows": len(truth),
                "dropped": {"count": len(cut.dropped), "series": cut.dropped[:100]}}
+    if chosen is not None:
+        metrics["auto"] = chosen
     if opt.quantiles:
         metrics["quantiles"] = _coverage(out, truth, opt.quantiles)
     if out_dir is not None:
@@ -154,6 +159,8 @@ def verdict(metrics: dict) -> list[str]:
     if metrics["dropped"]["count"]:
         lines.append(f"{metrics['dropped']['count']} series were too short for one training "
                      f"window and left out: {', '.join(metrics['dropped']['series'][:10])}")
+    if "auto" in metrics:
+        lines.insert(0, f"auto chose {metrics['auto']['why']}")
     if model["owa"] > baselines[best]["owa"]:
         lines.append(f"the model is {100 * (model['owa'] / baselines[best]['owa'] - 1):.3g}% "
                      f"worse than {NAMES[best]} on test (OWA)")

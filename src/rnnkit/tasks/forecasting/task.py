@@ -18,7 +18,7 @@ from ...models import Model
 from ...training import losses
 from .. import specs
 from ..protocol import Prepared, Run, Task, TrainConfig, optimizer, register
-from . import panel_task, scoring, series, training
+from . import auto, panel_task, scoring, series, training
 from .options import ForecastOptions
 
 
@@ -66,6 +66,11 @@ class Forecast(Task):
         "backtest_step": "panel: steps between backtest origins (default: the horizon)",
         "backtest_refit": "panel: retrain before every backtest origin",
     }
+
+    def check_model(self, cfg: TrainConfig) -> None:
+        if auto.check(cfg.model) and not cfg.options.panel:
+            raise ConfigError("model (--model): auto chooses among forecasters of a panel "
+                              "(--id-col); on a CSV of columns name a model (segrnn:64, ...)")
 
     def check(self, cfg: TrainConfig) -> None:
         opt = cfg.options
@@ -210,11 +215,11 @@ def _check_panel(cfg: TrainConfig) -> None:
     check_quantiles(opt.quantiles or None, "quantiles (--quantiles)")
     covariates = opt.future_covariates or opt.static_covariates or opt.calendar \
         or opt.series_embedding
-    if covariates and not specs.takes_covariates(cfg.model):
+    if covariates and not specs.takes_covariates(auto.resolve(cfg.model, opt)):
         raise ConfigError(f"model (--model): {cfg.model} takes no covariates; segrnn and the plain "
                           "recurrent forecasters (gru:32, lstm:64, ...) read known-future, static "
                           "and series-id covariates")
-    if specs.is_segrnn(cfg.model) and opt.lookback % opt.segment:
+    if cfg.model != auto.AUTO and specs.is_segrnn(cfg.model) and opt.lookback % opt.segment:
         raise ConfigError(f"segment (--segment): {cfg.model} cuts the window of {opt.lookback} "
                           f"steps into whole segments, and {opt.segment} does not divide it")
 
