@@ -64,4 +64,10 @@ def files(tmp_path_factory):
             f.write(" ".join(rng.choice(words[label] + ["the", "film"], 5)) + f",{label}\n")
     (d / "text.txt").write_text("the quick brown fox jumps over the lazy dog. " * 12)
     (d / "add.tsv").write_text("\n".join(f"{s}\t{t}" for s, t in addition_pairs(80, 1)))
+    with open(d / "panel.csv", "w") as f:  # a long table: three series of different lengths
+        f.write("unique_id,ds,y\n")
+        for s in range(3):
+            for i in range(60 + 4 * s):
+                y = np.sin(2 * np.pi * i / 6) + s + 0.1 * rng.standard_normal()
+                f.write(f"s{s},{i},{y:.4f}\n")
     return d

@@ -1,6 +1,6 @@
 """Every CLI run resumes: SIGKILL at a random step mid-epoch, then ``rnnkit train --resume DIR``
 and nothing else, ends with the weights (and history) of a run that was never interrupted, for
-each of the four tasks. The killed run is a subprocess, slowed down (a sleep in every train step,
+each of the four tasks, a panel forecast and ``--model auto`` among them. The killed run is a subprocess, slowed down (a sleep in every train step,
 which changes no number) so the kill lands mid-run; the resumed and the uninterrupted runs then
 run here, on one thread as the killed one did."""
 
@@ -34,9 +34,14 @@ SLOW = textwrap.dedent("""
     from rnnkit import cli
     sys.exit(cli.main(sys.argv[1:]))
 """)
-TASKS = {  # task: (options, optimizer steps per epoch)
+TASKS = {  # run: (options, optimizer steps per epoch)
     "forecast": (["--data", "series.csv", "--target", "temp", "--lookback", "12", "--model",
                   "gru:4", "--batch-size", "16"], 10),
+    "forecast-panel": (["--data", "panel.csv", "--id-col", "unique_id", "--lookback", "12",
+                        "--horizon", "6", "--model", "gru:4", "--batch-size", "16"], 6),
+    "forecast-auto": (["--data", "panel.csv", "--id-col", "unique_id", "--lookback", "12",
+                       "--horizon", "6", "--segment", "6", "--model", "auto",
+                       "--batch-size", "16"], 6),
     "classify": (["--data", "reviews.csv", "--text", "review", "--label", "sentiment",
                   "--model", "lstm:4", "--maxlen", "6", "--batch-size", "8"], 6),
     "generate": (["--data", "text.txt", "--model", "gru:6", "--seq-len", "16",
@@ -50,7 +55,8 @@ EPOCHS = 2
 def _argv(files, task: str) -> list[str]:
     options, _ = TASKS[task]
     options = [str(files / o) if o.endswith((".csv", ".txt", ".tsv")) else o for o in options]
-    return ["--task", task, *options, "--epochs", str(EPOCHS), "--seed", "5", "--threads", "1",
+    return ["--task", task.split("-")[0], *options, "--epochs", str(EPOCHS), "--seed", "5",
+            "--threads", "1",
             "--checkpoint-every", "1", "--quiet"]
 
 
