@@ -5,6 +5,7 @@
 """
 
 from ..protocol import decay_schedule, training_callbacks
+from .forecaster import Forecaster
 from .scoring import (
                       BASELINES,
                       NAMES,
@@ -21,6 +22,7 @@ from .task import Forecast, ForecastOptions
 from .training import compiled_forecaster, fit_forecaster, linear_baseline, predictions
 
 __all__ = [
+    "Forecaster",
     "BASELINES", "NAMES", "Forecast", "ForecastOptions", "SeriesData", "baseline_forecasts",
     "compiled_forecaster", "decay_schedule", "errors", "fit_forecaster", "linear_baseline",
     "load_series", "numeric_columns", "point_index", "predictions", "quantile_scores", "scores",
