@@ -172,7 +172,7 @@ def _forecast_check(cfg: TrainConfig) -> None:
     if not 1 <= cfg.plot_step <= cfg.horizon:
         raise ConfigError(f"plot_step (--plot-step): the horizon step to plot must be in "
                           f"[1, {cfg.horizon}], got {cfg.plot_step}")
-    if specs.is_segrnn(cfg.model):
+    if specs.cuts_segments(cfg.model):
         steps = _forecast_steps(cfg)
         if cfg.segment < 1 or steps % cfg.segment:
             raise ConfigError(f"segment (--segment): {cfg.model} cuts the window of {steps} steps "
