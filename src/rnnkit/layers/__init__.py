@@ -16,6 +16,7 @@ from .core import (
     MaxPooling1D,
     TimeDistributed,
 )
+from .esrnn import ESRNN
 from .forecasting import (
     DLinear,
     MeanForecast,
@@ -39,5 +40,5 @@ __all__ = [
     "Dense", "Embedding", "Masking", "Dropout", "BatchNormalization", "LayerNormalization", "Conv1D",
     "MaxPooling1D", "GlobalMaxPooling1D", "GlobalAveragePooling1D", "Flatten", "TimeDistributed",
     "WindowNormalization", "SegmentEmbedding", "ParallelDecoder", "RecursiveDecoder", "SegRNN",
-    "RecurrentForecaster", "NLinear", "DLinear", "SeasonalNaive", "MeanForecast",
+    "RecurrentForecaster", "NLinear", "DLinear", "SeasonalNaive", "MeanForecast", "ESRNN",
 ]

@@ -7,14 +7,17 @@ Grammar: ``[WRAPPER-]CELL:UNITS[xN]`` or ``WRAPPER:UNITS[xN]`` (the wrapper arou
   WRAPPER  bidirectional (merge 'concat', 2·UNITS features), stacked (N layers, default 2),
            dilated (N levels with dilations 1, 2, 4, ..., 2^(N-1), default N = 4: 1, 2, 4, 8),
            segrnn (forecasting only: the segment-recurrent forecaster SegRNN around the cell,
-           UNITS = d, the segment embedding's width too)
+           UNITS = d, the segment embedding's width too), esrnn (forecasting only: the seasonal
+           dilated-RNN forecaster ESRNN around the cell, season = the segment, dilations 1 and 7
+           segments: a day and a week at hourly data with segment 24)
 
 Examples: ``simple:32``, ``lstm-peephole:32``, ``bidirectional-gru:32``, ``stacked-lstm:32x2``,
 ``dilated-gru:32`` (= ``dilated-gru:32x4``), ``segrnn:512`` (= ``segrnn-gru:512``),
-``segrnn-lstm-peephole:128``.
+``segrnn-lstm-peephole:128``, ``esrnn-lstm:64``.
 
 :func:`forecaster` turns any spec into a forecasting layer (``rnnkit.layers.forecasting``):
-``segrnn`` specs into :class:`SegRNN`, the others into :class:`RecurrentForecaster`.
+``segrnn`` specs into :class:`SegRNN`, ``esrnn`` specs into :class:`ESRNN`, the others into
+:class:`RecurrentForecaster`.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from collections.abc import Sequence
 
 from ..errors import ConfigError
 from ..layers import (
+    ESRNN,
     GRU,
     LSTM,
     Bidirectional,
@@ -43,11 +47,13 @@ CELLS = {
     "gru": lambda units, **kw: GRU(units, **kw),
     "gru-lecture": lambda units, **kw: GRU(units, reset_after=False, **kw),
 }
-WRAPPERS = ("bidirectional", "stacked", "dilated", "segrnn")
+WRAPPERS = ("bidirectional", "stacked", "dilated", "segrnn", "esrnn")
+FORECASTERS = ("segrnn", "esrnn")  # wrappers that are whole forecasters, cutting the window into segments
 DEFAULT_N = {"stacked": 2, "dilated": 4}
 _SPEC = re.compile(r"(?P<kind>[a-z-]+):(?P<units>\d+)(?:x(?P<n>\d+))?")
-GRAMMAR = ("[bidirectional-|stacked-|dilated-|segrnn-]CELL:UNITS[xN] with CELL one of "
-           f"{', '.join(CELLS)} (e.g. gru:32, stacked-lstm:32x2, dilated-gru:32, segrnn:512)")
+GRAMMAR = ("[bidirectional-|stacked-|dilated-|segrnn-|esrnn-]CELL:UNITS[xN] with CELL one of "
+           f"{', '.join(CELLS)} (e.g. gru:32, stacked-lstm:32x2, dilated-gru:32, segrnn:512, "
+           "esrnn-lstm:64)")
 
 
 def parse(spec: str) -> tuple[str | None, str, int, int | None]:
@@ -75,8 +81,8 @@ def recurrent_layer(spec: str, return_sequences: bool = False) -> Layer:
     """The layer a spec names; (B, T, I) -> (B, H') or (B, T, H') with ``return_sequences``
     (H' = 2·UNITS for bidirectional, UNITS otherwise)."""
     wrapper, cell, units, count = parse(spec)
-    if wrapper == "segrnn":
-        raise ConfigError(f"model spec {spec!r}: segrnn is a forecaster (--task forecast); "
+    if wrapper in FORECASTERS:
+        raise ConfigError(f"model spec {spec!r}: {wrapper} is a forecaster (--task forecast); "
                           "other tasks take a recurrent layer (e.g. gru:32)")
     make = CELLS[cell]
     # return_sequences goes to the constructors, so the layers' saved configs (get_config) hold it
@@ -101,9 +107,14 @@ def is_segrnn(spec: str) -> bool:
 
 
 def takes_covariates(spec: str) -> bool:
-    """Whether the forecaster of ``spec`` reads known-future, static and series-id covariates."""
-    parse(spec)
-    return True
+    """Whether the forecaster of ``spec`` reads known-future, static and series-id covariates
+    (SegRNN and the plain recurrent forecasters; not ESRNN)."""
+    return parse(spec)[0] != "esrnn"
+
+
+def cuts_segments(spec: str) -> bool:
+    """Whether the spec's forecaster cuts the window into whole segments (segrnn, esrnn)."""
+    return parse(spec)[0] in FORECASTERS
 
 
 def forecaster(spec: str, horizon: int, targets: Sequence[int] | None = None, *,
@@ -117,14 +128,24 @@ def forecaster(spec: str, horizon: int, targets: Sequence[int] | None = None, *,
     ``channel_embedding``, ``dropout`` before its output layer); any other spec is its recurrent
     layer followed by a Dense output (``RecurrentForecaster``, ``dropout`` before the Dense).
     Both subtract the window's last value (``normalization``) and start at the last-value
-    forecast. ``backend`` picks SegRNN's kernel (``auto``: the registry's choice).
-    ``covariates``: the layout of windows that carry known-future, static and series-id columns
-    (:class:`rnnkit.layers.forecasting.Covariates`); both forecasters read them."""
+    forecast. ``esrnn[-CELL]:d`` is ESRNN around that cell, season = ``segment``, dilations
+    (1, 7) segments, ``scale='level'`` (the pipeline's standardised windows may be negative;
+    ESRNN's log scale wants positive ones), ``dropout`` before its output layer; it starts at
+    the seasonal naive forecast. ``backend`` picks SegRNN's and ESRNN's kernel (``auto``: the
+    registry's choice). ``covariates``: the layout of windows that carry known-future, static
+    and series-id columns (:class:`rnnkit.layers.forecasting.Covariates`); SegRNN and the plain
+    recurrent forecasters read them, ESRNN refuses them."""
     wrapper, cell, units, _ = parse(spec)
     if wrapper == "segrnn":
         return SegRNN(CELLS[cell](units, backend=backend), horizon, segment, targets=targets,
                       decoding=decoding, channel_embedding=channel_embedding, dropout=dropout,
                       normalization=normalization, quantiles=quantiles, covariates=covariates)
+    if wrapper == "esrnn":
+        if covariates is not None:
+            raise ConfigError(f"{spec}: ESRNN reads the series' own history only; segrnn and the "
+                              "plain recurrent forecasters take covariates")
+        return ESRNN(CELLS[cell](units, backend=backend), horizon, segment, targets=targets,
+                     scale="level", dropout=dropout, quantiles=quantiles)
     return RecurrentForecaster(recurrent_layer(spec), horizon, targets=targets,
                                normalization=normalization, dropout=dropout, quantiles=quantiles,
                                covariates=covariates)

@@ -94,7 +94,7 @@ class Forecast(Task):
         if not 1 <= opt.plot_step <= opt.horizon:
             raise ConfigError(f"plot_step (--plot-step): the horizon step to plot must be in "
                               f"[1, {opt.horizon}], got {opt.plot_step}")
-        if specs.is_segrnn(cfg.model) and (opt.segment < 1 or opt.steps() % opt.segment):
+        if specs.cuts_segments(cfg.model) and (opt.segment < 1 or opt.steps() % opt.segment):
             raise ConfigError(f"segment (--segment): {cfg.model} cuts the window of {opt.steps()} "
                               f"steps into whole segments, and {opt.segment} does not divide "
                               f"{opt.steps()}; choose a --lookback that is a multiple of the "
@@ -219,7 +219,7 @@ def _check_panel(cfg: TrainConfig) -> None:
         raise ConfigError(f"model (--model): {cfg.model} takes no covariates; segrnn and the plain "
                           "recurrent forecasters (gru:32, lstm:64, ...) read known-future, static "
                           "and series-id covariates")
-    if cfg.model != auto.AUTO and specs.is_segrnn(cfg.model) and opt.lookback % opt.segment:
+    if cfg.model != auto.AUTO and specs.cuts_segments(cfg.model) and opt.lookback % opt.segment:
         raise ConfigError(f"segment (--segment): {cfg.model} cuts the window of {opt.lookback} "
                           f"steps into whole segments, and {opt.segment} does not divide it")
 
