@@ -65,3 +65,14 @@ def files(tmp_path_factory):
     (d / "text.txt").write_text("the quick brown fox jumps over the lazy dog. " * 12)
     (d / "add.tsv").write_text("\n".join(f"{s}\t{t}" for s, t in addition_pairs(80, 1)))
     return d
+
+
+@pytest.fixture(scope="session")
+def compiled_built():
+    """The compiled kernel's extension built (or loaded from the cache) here, before a test starts
+    subprocesses that train: the first build takes minutes, which a subprocess would otherwise
+    spend inside its own timeout (twice over under torchrun, one rank waiting on the other's
+    build lock)."""
+    from rnnkit.engine import kernels
+
+    kernels()["compiled"].ops()
