@@ -71,3 +71,14 @@ def files(tmp_path_factory):
                 y = np.sin(2 * np.pi * i / 6) + s + 0.1 * rng.standard_normal()
                 f.write(f"s{s},{i},{y:.4f}\n")
     return d
+
+
+@pytest.fixture(scope="session")
+def compiled_built():
+    """The compiled kernel's extension built (or loaded from the cache) here, before a test starts
+    subprocesses that train: the first build takes minutes, which a subprocess would otherwise
+    spend inside its own timeout (twice over under torchrun, one rank waiting on the other's
+    build lock)."""
+    from rnnkit.engine import kernels
+
+    kernels()["compiled"].ops()

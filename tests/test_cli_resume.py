@@ -1,8 +1,9 @@
 """Every CLI run resumes: SIGKILL at a random step mid-epoch, then ``rnnkit train --resume DIR``
 and nothing else, ends with the weights (and history) of a run that was never interrupted, for
-each of the four tasks, a panel forecast and ``--model auto`` among them. The killed run is a subprocess, slowed down (a sleep in every train step,
-which changes no number) so the kill lands mid-run; the resumed and the uninterrupted runs then
-run here, on one thread as the killed one did."""
+each of the four tasks, a panel forecast and ``--model auto`` among them. The killed run is a
+subprocess that sends itself SIGKILL as it starts the step after the chosen one (whose checkpoint
+is then on disk): the kill lands at the same point on every run, however loaded the machine; the
+resumed and the uninterrupted runs then run here, on one thread as the killed one did."""
 
 import json
 import os
@@ -10,7 +11,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 
 import numpy as np
 import pytest
@@ -20,28 +20,31 @@ from safetensors.torch import load_file
 from rnnkit import cli
 from rnnkit.errors import ConfigError
 
-SLOW = textwrap.dedent("""
-    import sys, time
+KILLED = textwrap.dedent("""
+    import os, signal, sys
     from rnnkit.models import Model
 
-    step = Model.train_step
+    step, kill_after, done = Model.train_step, int(sys.argv[1]), 0
 
-    def slow(self, batch):
-        time.sleep(0.05)
+    def killed_after(self, batch):
+        global done
+        if done == kill_after:
+            os.kill(os.getpid(), signal.SIGKILL)
+        done += 1
         return step(self, batch)
 
-    Model.train_step = slow
+    Model.train_step = killed_after
     from rnnkit import cli
-    sys.exit(cli.main(sys.argv[1:]))
+    sys.exit(cli.main(sys.argv[2:]))
 """)
 TASKS = {  # run: (options, optimizer steps per epoch)
     "forecast": (["--data", "series.csv", "--target", "temp", "--lookback", "12", "--model",
                   "gru:4", "--batch-size", "16"], 10),
     "forecast-panel": (["--data", "panel.csv", "--id-col", "unique_id", "--lookback", "12",
-                        "--horizon", "6", "--model", "gru:4", "--batch-size", "16"], 6),
+                        "--horizon", "6", "--model", "gru:4", "--batch-size", "16"], 7),
     "forecast-auto": (["--data", "panel.csv", "--id-col", "unique_id", "--lookback", "12",
                        "--horizon", "6", "--segment", "6", "--model", "auto",
-                       "--batch-size", "16"], 6),
+                       "--batch-size", "16"], 7),
     "classify": (["--data", "reviews.csv", "--text", "review", "--label", "sentiment",
                   "--model", "lstm:4", "--maxlen", "6", "--batch-size", "8"], 6),
     "generate": (["--data", "text.txt", "--model", "gru:6", "--seq-len", "16",
@@ -60,27 +63,16 @@ def _argv(files, task: str) -> list[str]:
             "--checkpoint-every", "1", "--quiet"]
 
 
-def _kill_at(step: int, argv: list[str], out, script) -> dict:
-    """Run the slowed training, SIGKILL it once its checkpoint has reached ``step``; the last
-    checkpoint's training.json."""
-    proc = subprocess.Popen([sys.executable, str(script), "train", *argv, "--out", str(out)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            env={**os.environ, "OMP_NUM_THREADS": "1"})
-    info_path = out / "checkpoint" / "training.json"
-    deadline = time.monotonic() + 240
-    while True:
-        assert proc.poll() is None, proc.communicate()[1].decode()[-3000:]
-        assert time.monotonic() < deadline, "the checkpoint never reached the step"
-        try:
-            if json.loads(info_path.read_text())["global_step"] >= step:
-                break
-        except (FileNotFoundError, json.JSONDecodeError, KeyError):
-            pass
-        time.sleep(0.01)
-    proc.send_signal(signal.SIGKILL)
-    proc.communicate()
-    assert proc.returncode == -signal.SIGKILL  # killed, not finished
-    return json.loads(info_path.read_text())
+def _killed_after(step: int, argv: list[str], out, script) -> dict:
+    """Run the training until it kills itself after ``step`` optimizer steps; the last
+    checkpoint's training.json (made after that step)."""
+    done = subprocess.run([sys.executable, str(script), str(step), "train", *argv, "--out",
+                           str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=300)
+    assert done.returncode == -signal.SIGKILL, done.stderr.decode()[-3000:]  # killed, not finished
+    info = json.loads((out / "checkpoint" / "training.json").read_text())
+    assert info["global_step"] == step
+    return info
 
 
 @pytest.fixture
@@ -93,15 +85,15 @@ def threads_kept():
 
 @pytest.mark.parametrize("task", sorted(TASKS))
 def test_sigkill_mid_epoch_then_resume_dir_alone_gives_the_same_weights(files, tmp_path, task,
-                                                                        threads_kept):
+                                                                        threads_kept,
+                                                                        compiled_built):
     steps = TASKS[task][1]
     rng = np.random.default_rng(sorted(TASKS).index(task))
-    # mid-epoch, with two more mid-epoch steps after it: the kill lands before an epoch's end
-    step = int(rng.choice([s for s in range(2, EPOCHS * steps) if 1 <= s % steps <= steps - 3]))
-    (tmp_path / "slow.py").write_text(SLOW)
+    step = int(rng.choice([s for s in range(1, EPOCHS * steps) if s % steps]))  # mid-epoch
+    (tmp_path / "killed.py").write_text(KILLED)
     argv = _argv(files, task)
     killed, straight = tmp_path / "killed", tmp_path / "straight"
-    info = _kill_at(step, argv, killed, tmp_path / "slow.py")
+    info = _killed_after(step, argv, killed, tmp_path / "killed.py")
     assert info["step"] > 0, f"killed at an epoch's end ({info}), not mid-epoch"
     assert not (killed / "model").exists()  # it never finished
 

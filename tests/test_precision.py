@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from rnnkit import layers
-from rnnkit.engine import kernels
-from rnnkit.errors import ConfigError
+from rnnkit.engine import cpu_features, kernels
+from rnnkit.errors import BackendError, ConfigError
 from rnnkit.models import Sequential
 from rnnkit.training.precision import TOLERANCES
 
@@ -41,6 +41,12 @@ def test_bf16_autocast_within_tolerance(kernel):
         ops, reason = kernels()["compiled"].ops()
         if ops is None:
             pytest.skip(f"the compiled kernel is unavailable here: {reason}")
+    missing = cpu_features.onednn_lstm_reason(torch.bfloat16) if kernel == "native" else ""
+    if missing:  # an explicit request on a CPU without oneDNN's bf16 (AVX2): refused, with the reason
+        with torch.autocast("cpu", dtype=torch.bfloat16), pytest.raises(BackendError) as refused:
+            layer(x)
+        assert str(refused.value) == f"backend 'native' cannot run LSTMCell: {missing}"
+        return
     upstream = torch.randn(4, 20, 8)
     ref = layer(x)
     (ref * upstream).sum().backward()

@@ -40,6 +40,7 @@ then takes ``fused`` (``rnnkit.engine.explain`` shows why) and ``backend="compil
 from __future__ import annotations
 
 import functools
+import hashlib
 import logging
 import os
 import pathlib
@@ -100,6 +101,18 @@ def _cpu_has(unit: str) -> bool:
     return check() if check is not None else True
 
 
+def library_name(source: pathlib.Path, name: str, suffix: str) -> str:
+    """``name``, the CPU suffix and the first 12 hex digits of the source's SHA-256.
+
+    torch keeps one build per name in its cache and rebuilds it whenever the source differs; two
+    checkouts or rnnkit versions sharing the cache would rebuild over each other, and a process
+    would wait minutes on another's build (torchrun workers in the tests ran past their timeout
+    that way). Keyed by the source, each finds its own build.
+    """
+    digest = hashlib.sha256(source.read_bytes()).hexdigest()[:12]
+    return f"{name}{suffix}_{digest}"
+
+
 # -fno-trapping-math (as torch's own build): lets the compiler turn the activations' clamps into
 # vector min/max; values do not change.
 CFLAGS = ["-O3", "-fno-trapping-math"]
@@ -109,8 +122,8 @@ def build(source: pathlib.Path = SOURCE, build_dir: str | None = None,
           name: str = EXTENSION) -> tuple[object | None, str]:
     """Compile (or reuse the cached build of) the extension and load its operators.
 
-    name is the library's file name, before the CPU suffix of ``arch_flags`` (torch versions it by
-    source hash within a process).
+    name is the library's file name, before the CPU suffix of ``arch_flags`` and the source's hash
+    (``library_name``).
     -> (torch.ops namespace, "") or (None, "C++ extension unavailable: <reason>").
     """
     from torch.utils import cpp_extension
@@ -126,7 +139,7 @@ def build(source: pathlib.Path = SOURCE, build_dir: str | None = None,
     arch, suffix = arch_flags()
     for openmp in (["-fopenmp"], []):  # without OpenMP (a compiler lacking it) the loops run on one thread
         try:
-            cpp_extension.load(name=name + suffix, sources=[str(source)],
+            cpp_extension.load(name=library_name(source, name, suffix), sources=[str(source)],
                                extra_cflags=[*CFLAGS, *arch, *openmp],
                                extra_ldflags=openmp, build_directory=build_dir,
                                is_python_module=False, verbose=False)

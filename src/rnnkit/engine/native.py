@@ -22,7 +22,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from .. import activations
 from ..cells import GRUCell, LSTMCell, SimpleCell
-from . import context
+from . import context, cpu_features
 from .registry import ScanSpec, register
 
 _SIMPLE_MODES = {torch.tanh: "rnn_tanh", torch.relu: "rnn_relu"}
@@ -68,6 +68,15 @@ def _cell_reason(cell) -> str:
     return f"torch has no fused op for {type(cell).__name__}"
 
 
+def _cpu_reason(cell, spec: ScanSpec) -> str:
+    """What this CPU lacks for the run: under autocast torch's LSTM calls oneDNN's LSTM in the
+    autocast dtype, which needs the CPU's support (GRU and RNN do not call it)."""
+    if spec.device.type != "cpu" or type(cell) is not LSTMCell:
+        return ""
+    low = cpu_features.autocast_dtype(spec.device)
+    return "" if low in (None, torch.float32) else cpu_features.onednn_lstm_reason(low)
+
+
 def _flat_weights(cell) -> tuple[list[Tensor], bool]:
     """[W_ih (G·H, I), W_hh (G·H, H), b_ih (G·H,), b_hh (G·H,)] in torch's order, and has_biases."""
     weights = [cell.weight_ih, cell.weight_hh]
@@ -97,6 +106,9 @@ class NativeKernel:
             return False, reason
         if cell.lags != (1,):
             return False, f"torch's fused ops have one lag, not lags={cell.lags}"
+        reason = _cpu_reason(cell, spec)
+        if reason:
+            return False, reason
         if spec.has_recurrent_mask:
             return False, "torch's fused ops take no recurrent mask (recurrent dropout)"
         if spec.has_mask and spec.device.type == "cpu" and not _packed_on_cpu():
