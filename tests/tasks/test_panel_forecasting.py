@@ -47,8 +47,11 @@ def test_cli_and_forecaster_give_the_same_forecasts_and_metrics(tmp_path):
     out = tmp_path / "run"
     cli.run(["train", "forecast", "--data", str(tmp_path / "panel.csv"), "--id-col", "unique_id",
              "--time-col", "ds", "--target", "y", "--model", "gru:4", "--lookback", str(L),
-             "--horizon", str(H), "--epochs", "2", "--out", str(out), "--quiet"])
+             "--horizon", str(H), "--epochs", "2", "--out", str(out), "--quiet",
+             "--backtest-windows", "2", "--backtest-step", "3"])
     metrics = json.loads((out / "metrics.json").read_text())
+    assert len(metrics["backtest"]["windows"]) == 2
+    assert len(pd.read_csv(out / "backtest.csv")) == 2 * 5 * H
     assert set(metrics["panel"]["baselines"]) == {"naive", "seasonal_naive", "naive2", "nlinear",
                                                   "dlinear"}
     assert metrics["panel"]["baselines"]["naive2"]["owa"] == pytest.approx(1.0)
