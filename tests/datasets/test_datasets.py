@@ -10,10 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from helpers import SHARED_DATA
 from rnnkit.data import DataFormatError, read_table
 from rnnkit.datasets import ett, imdb, jena
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+SHARED = SHARED_DATA
 
 X_TRAIN = [[1, 2, 3], [4, 5], [6], [7, 8, 9, 10], [2, 2]]
 Y_TRAIN = [0, 1, 0, 1, 1]
