@@ -16,7 +16,7 @@ assert compiled.arch_flags()[1] in ("_avx2", ""), compiled.arch_flags()
 PY
 # whole files where the vector code or oneDNN's choice differs between ISAs; of the kernel files
 # the float32 comparisons (float64 adds no AVX2-only code) and the refusals: about two minutes
-.venv/bin/pytest -q -p no:cacheprovider tests/test_precision.py tests/engine/test_cpu_features.py \
-    tests/test_compiled_tiles.py tests/test_native_multi.py
-.venv/bin/pytest -q -p no:cacheprovider tests/test_kernels.py tests/test_compiled_kernel.py \
+.venv/bin/pytest -q -p no:cacheprovider tests/training/test_precision.py tests/engine/test_cpu_features.py \
+    tests/engine/test_compiled_tiles.py tests/engine/test_native_multi.py
+.venv/bin/pytest -q -p no:cacheprovider tests/engine/test_kernels.py tests/engine/test_compiled_kernel.py \
     -k "float32 or inference_loop or native_matches or parallel_matches or explicit"

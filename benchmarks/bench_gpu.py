@@ -125,7 +125,7 @@ def placeholder() -> str:
         "No GPU has been available to this project's runs, so the cuDNN and gpu-kernel tables "
         "(`python benchmarks/bench_gpu.py`, batch 1-256, hidden 32-1024) are not measured yet. "
         "The gpu kernel's numbers are verified on CPU in Triton's interpreter "
-        "(tests/test_gpu_kernel.py); its speed is unknown.",
+        "(tests/engine/test_gpu_kernel.py); its speed is unknown.",
     ]))
 
 

@@ -2,12 +2,11 @@
 the module), and against the M4 Hourly figures the organisers published (when ../shared/data/m4
 holds the competition's files; RNNKIT_SHARED_DATA points elsewhere)."""
 
-import os
-from pathlib import Path
 
 import numpy as np
 import pytest
 
+from helpers import SHARED_DATA
 from rnnkit.data.evaluation import (
     acf,
     mase,
@@ -23,8 +22,7 @@ from rnnkit.data.evaluation import (
 from rnnkit.datasets import m4
 from rnnkit.errors import ConfigError, ShapeError
 
-SHARED = Path(os.environ.get("RNNKIT_SHARED_DATA",
-                             Path(__file__).resolve().parents[2].parent / "shared" / "data"))
+SHARED = SHARED_DATA
 
 # x = [2, 3, 7] four times, then [3, 4, 9]: seasonal at m = 3 (r_3 = 0.72636 > 0.52061)
 SEASONAL = np.array([2, 3, 7] * 4 + [3, 4, 9], dtype=float)

@@ -26,7 +26,7 @@ _ALIASES = {"32": "32", "float32": "32", "bf16": "bf16", "bfloat16": "bf16",
 _DTYPES = {"32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 # Max |low precision - float32| / max |float32| over outputs and over gradients, per dtype,
-# as tests/test_precision.py checks for every kernel (B=4, T=20, H=8, seeded weights).
+# as tests/training/test_precision.py checks for every kernel (B=4, T=20, H=8, seeded weights).
 TOLERANCES = {"bf16": {"outputs": 2e-2, "gradients": 5e-2},
               "fp16": {"outputs": 5e-3, "gradients": 1e-2}}
 

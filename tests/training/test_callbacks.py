@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from helpers import Sqrt
 from rnnkit import callbacks, layers
 from rnnkit.errors import ConfigError, MissingDependencyError
 from rnnkit.models import Sequential, load_model
@@ -152,13 +153,6 @@ def test_model_checkpoint_skips_nan_weights(tmp_path):
     with pytest.warns(RuntimeWarning, match="epoch 1 not saved: .*NaN"):
         mc.on_epoch_end(0, {"val_loss": 1.0})
     assert not (tmp_path / "m").exists()
-
-
-class Sqrt(layers.Layer):
-    """sqrt(x): NaN where an input is negative, so finite data can still make a NaN loss."""
-
-    def forward(self, x):
-        return torch.sqrt(x)
 
 
 def test_terminate_on_nan_without_the_guard(capsys):

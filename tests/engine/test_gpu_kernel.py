@@ -20,9 +20,9 @@ import pytest
 import torch
 from torch.func import functional_call
 
+from helpers import CASES, CELLS, TOL, ScanModule, assert_all_close, make_mask, setup
 from rnnkit.cells import FeedbackCell, GRUCell, LSTMCell, SimpleCell
 from rnnkit.engine import BackendError, ScanSpec, compiled, gpu, registry, scan
-from test_kernels import CASES, CELLS, TOL, ScanModule, assert_all_close, make_mask, setup
 
 HAS_TRITON = importlib.util.find_spec("triton") is not None
 HAS_CUDA = torch.cuda.is_available()
@@ -141,7 +141,7 @@ def run_with_grads(cell, x, state, opts, backend):
 
 
 def assert_matches_reference(cell_name, case, dtype, backend, monkeypatch, device="cpu"):
-    if cell_name in EXTRA_CELLS:  # test_kernels.setup builds its cells from CELLS
+    if cell_name in EXTRA_CELLS:  # helpers.setup builds its cells from CELLS
         monkeypatch.setitem(CELLS, cell_name, EXTRA_CELLS[cell_name])
     cell, x, state, opts = setup(cell_name, case, dtype)
     cell = cell.to(device)

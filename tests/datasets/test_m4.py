@@ -4,19 +4,18 @@ and on the real Hourly files when ../shared/data/m4 holds them (RNNKIT_SHARED_DA
 elsewhere)."""
 
 import io
-import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from helpers import SHARED_DATA
 from rnnkit.data import download
 from rnnkit.data.download import ChecksumError, DownloadError, sha256_file
 from rnnkit.datasets import m4
 from rnnkit.errors import ConfigError, DataFormatError
 
-SHARED = Path(os.environ.get("RNNKIT_SHARED_DATA",
-                             Path(__file__).resolve().parents[2].parent / "shared" / "data"))
+SHARED = SHARED_DATA
 
 
 def m4_csv(rows: dict[str, list[float]]) -> str:

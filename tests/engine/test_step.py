@@ -9,11 +9,11 @@ from __future__ import annotations
 import pytest
 import torch
 
+from helpers import CELLS, NATIVE_CELLS, TOL, input_size, make_mask
 from rnnkit import layers
 from rnnkit.cells import LSTMCell, SimpleCell
 from rnnkit.engine import ScanSpec, kernels, scan, step, stepper
 from rnnkit.errors import ConfigError, ShapeError
-from test_kernels import CELLS, NATIVE_CELLS, TOL, input_size, make_mask
 
 STEP_CELLS = list(CELLS)
 BACKENDS = ["auto", "reference", "fused", "compiled", "native"]

@@ -1,13 +1,13 @@
 """The lecture's Jena recipe on the real file, when ../shared/data holds it (slow; skipped where absent)."""
 
 import json
-from pathlib import Path
 
 import pytest
 
+from helpers import SHARED_DATA
 from rnnkit.cli import main
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+DATA = SHARED_DATA
 CANDIDATES = [DATA / "jena_climate_2009_2016.csv", DATA / "timeseries" / "jena_climate_2009_2016.csv"]
 JENA = next((p for p in CANDIDATES if p.exists()), CANDIDATES[0])
 

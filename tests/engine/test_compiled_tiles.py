@@ -6,21 +6,17 @@ upstream gradients into all outputs; float64 to 1e-10, float32 to 1e-5; hidden s
 of TILE_MAX_UNITS and of the vector width (1, 7, 16, 33, 128 on tiles; 129 on the BLAS loops), batches
 that fill a tile block and leave a remainder, masks, reverse, dilation, B=1, T=1, saturating inputs,
 two threads, float64 gradcheck of the tiles' autograd Function, and the forward-only tile loop. The
-build-flag guard keeps AVX-512 code out of a build for a CPU without it.
+build's vector flags (and its AVX2 build of the tiles): test_compiled_build.py.
 """
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-
 import pytest
 import torch
 
+from helpers import CASES, TOL, gradcheck_scan, make_mask, run_with_grads
 from rnnkit.cells import GRUCell, LSTMCell, SimpleCell
 from rnnkit.engine import compiled, scan
-from test_kernels import CASES, TOL, gradcheck_scan, make_mask, run_with_grads
 
 INPUTS = 5
 TILE_CELLS = {
@@ -226,61 +222,3 @@ def test_tiles_decline_lags_and_recurrent_masks(tiles_taken):
     assert tiles_taken
 
 
-# -- the build's vector flags ---------------------------------------------------------------------
-@pytest.mark.parametrize("capability,avx512,avx2,expected", [
-    ("AVX512", True, True, "_avx512"),
-    # ATEN_CPU_CAPABILITY may name more than the CPU has: the hardware check has the last word
-    ("AVX512", False, True, "_avx2"),
-    ("AVX2", True, True, "_avx2"),
-    ("AVX2", False, False, ""),
-    ("DEFAULT", True, True, ""),
-])
-def test_arch_flags_never_exceed_the_cpu(monkeypatch, capability, avx512, avx2, expected):
-    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: capability)
-    monkeypatch.setattr(torch.cpu, "_is_avx512_supported", lambda: avx512)
-    monkeypatch.setattr(torch.cpu, "_is_avx2_supported", lambda: avx2)
-    flags, suffix = compiled.arch_flags()
-    assert suffix == expected
-    assert any(f.startswith("-mavx512") for f in flags) == (expected == "_avx512")
-    assert ("-mavx2" in flags) == (expected != "")
-
-
-CHECK_AVX2_BUILD = """
-import torch
-from rnnkit.cells import GRUCell, LSTMCell, SimpleCell
-from rnnkit.engine import compiled, scan
-assert compiled.arch_flags()[1] == "_avx2", compiled.arch_flags()
-torch.manual_seed(0)
-for cell in (SimpleCell(5, 33), LSTMCell(5, 33), GRUCell(5, 9)):
-    cell = cell.double()
-    x = torch.randn(13, 6, 5, dtype=torch.float64, requires_grad=True)
-    mask = torch.rand(13, 6) > 0.3
-    runs = {}
-    for backend in ("reference", "compiled"):
-        out = scan(cell, x, mask=mask, backend=backend)
-        loss = (out.outputs * out.outputs.detach().sin()).sum() + out.state[-1].sum()
-        runs[backend] = [out.outputs, *torch.autograd.grad(loss, [x, *cell.parameters()])]
-        with torch.no_grad():
-            runs[backend].append(scan(cell, x, mask=mask, backend=backend).outputs)
-    for got, expected in zip(runs["compiled"], runs["reference"], strict=True):
-        torch.testing.assert_close(got, expected, atol=1e-10, rtol=1e-10)
-print("ok")
-"""
-
-
-@pytest.mark.slow  # a second build of the extension: about two minutes of compiling on 2 cores
-@pytest.mark.skipif(not torch.cpu._is_avx2_supported(), reason="this CPU has no AVX2")
-def test_the_avx2_build_of_the_tiles_matches_reference():
-    """A CPU with AVX2 but without AVX-512 builds the tiles 8 floats wide (with 16 vector registers);
-    ATEN_CPU_CAPABILITY=avx2 makes this CPU take that build, in a process of its own (one process
-    loads one build of the operators). The build (about a minute) is cached beside the main one:
-    in a folder of its own under $RNNKIT_EXT_DIR, else in torch's folder for its name."""
-    src = os.path.abspath(os.path.join(os.path.dirname(compiled.__file__), "..", ".."))
-    env = {**os.environ, "ATEN_CPU_CAPABILITY": "avx2",
-           "PYTHONPATH": os.pathsep.join([src, os.environ.get("PYTHONPATH", "")])}
-    if os.environ.get("RNNKIT_EXT_DIR"):
-        env["RNNKIT_EXT_DIR"] = os.path.join(os.environ["RNNKIT_EXT_DIR"], "avx2")
-    done = subprocess.run([sys.executable, "-c", CHECK_AVX2_BUILD], env=env, capture_output=True,
-                          text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert done.stdout.strip() == "ok"

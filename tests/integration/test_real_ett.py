@@ -2,15 +2,15 @@
 splits, and (slow) a short SegRNN run from the CLI that beats the last value."""
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 
+from helpers import SHARED_DATA
 from rnnkit.cli import main
 from rnnkit.datasets import ett
 
-ETTH1 = Path(__file__).resolve().parents[2] / "shared" / "data" / "timeseries" / "ETTh1.csv"
+ETTH1 = SHARED_DATA / "timeseries" / "ETTh1.csv"
 
 
 def _require_file():

@@ -4,17 +4,17 @@ on a fresh venv with only ``pip install .``.)"""
 
 import sys
 import tomllib
-from pathlib import Path
 
 import numpy as np
 import pytest
 
+from helpers import REPO
 from rnnkit import cli, layers, optional, plots
 from rnnkit.errors import MissingDependencyError, RnnkitError
 from rnnkit.interop import load_keras
 from rnnkit.models import Sequential
 
-PYPROJECT = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
+PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())
 
 
 def test_python_floor_is_the_one_the_suite_runs_on():

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from helpers import CrashAfter
 from rnnkit import callbacks, layers
 from rnnkit.errors import ChecksumError, ConfigError, DataFormatError
 from rnnkit.models import Sequential
@@ -34,19 +35,6 @@ def weights(model):
 
 def same(a, b) -> bool:
     return len(a) == len(b) and all(torch.equal(p, q) for p, q in zip(a, b))
-
-
-class Crash(callbacks.Callback):
-    """Simulates a crash after ``after`` training batches."""
-
-    def __init__(self, after):
-        super().__init__()
-        self.after, self.seen = after, 0
-
-    def on_train_batch_end(self, batch, logs=None):
-        self.seen += 1
-        if self.seen == self.after:
-            raise KeyboardInterrupt
 
 
 def test_same_seed_same_weights_other_seed_other_weights():
@@ -89,7 +77,7 @@ def test_resume_after_a_crash_ends_with_the_same_weights(tmp_path, every, crash_
     crashed, crashed_callbacks = make_model(), _callbacks(tmp_path / "b")
     with pytest.raises(KeyboardInterrupt):
         crashed.fit(x, y, seed=5, checkpoint_dir=tmp_path / "ck", checkpoint_every=every,
-                    callbacks=[Crash(crash_after), *crashed_callbacks], **fit_args)
+                    callbacks=[CrashAfter(crash_after), *crashed_callbacks], **fit_args)
     crashed_callbacks[2].on_train_end()  # the crash skipped it: close the CSV file
     info = json.loads((tmp_path / "ck" / "training.json").read_text())
     # 36 training samples in batches of 8: 5 steps per epoch
@@ -250,7 +238,7 @@ def test_a_generator_that_says_where_it_is_resumes_exactly(tmp_path, steps_per_e
     crashed = _built()
     with pytest.raises(KeyboardInterrupt):
         crashed.fit(RandomBatches(batches=batches), seed=2, checkpoint_dir=tmp_path / "ck",
-                    checkpoint_every=2, callbacks=[Crash(11)], **args)
+                    checkpoint_every=2, callbacks=[CrashAfter(11)], **args)
     info = json.loads((tmp_path / "ck" / "training.json").read_text())
     assert info["step"] > 0  # mid-epoch
     resumed = _built()
@@ -281,7 +269,7 @@ def test_a_format_1_checkpoint_still_resumes(tmp_path):
     crashed = make_model()
     with pytest.raises(KeyboardInterrupt):
         crashed.fit(x, y, seed=4, checkpoint_dir=tmp_path / "ck", checkpoint_every=1,
-                    callbacks=[Crash(8)], **args)
+                    callbacks=[CrashAfter(8)], **args)
     path = tmp_path / "ck" / "training.json"
     info = json.loads(path.read_text())
     assert info["format_version"] == 2 and info["step"] == 1

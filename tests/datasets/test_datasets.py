@@ -1,5 +1,5 @@
-"""The strict CSV reader and the dataset loaders (imdb, jena, ett), on small files written in the
-exact formats, and on the real files in ../shared/data when present."""
+"""The dataset loaders (imdb, jena, ett), on small files written in the exact formats, and on the
+real files in ../shared/data when present."""
 
 import io
 import json
@@ -10,10 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rnnkit.data import DataFormatError, read_table
+from helpers import SHARED_DATA
+from rnnkit.data import DataFormatError
 from rnnkit.datasets import ett, imdb, jena
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+SHARED = SHARED_DATA
 
 X_TRAIN = [[1, 2, 3], [4, 5], [6], [7, 8, 9, 10], [2, 2]]
 Y_TRAIN = [0, 1, 0, 1, 1]
@@ -126,30 +127,6 @@ def test_imdb_raw_text_rating_outside_the_class(tmp_path):
     write_acl(tmp_path, {**REVIEWS, "test/pos/3_4.txt": "mislabelled"})
     with pytest.raises(DataFormatError, match=r"aclImdb/test/pos/3_4.txt: rating 4 is outside"):
         imdb.load_raw_text(tmp_path)
-
-
-def test_read_table_parses_numbers_and_text(tmp_path):
-    (tmp_path / "t.csv").write_text('"Date Time","a (x)",b\nd1,1.5,-2e3\n\nd2, 3 ,4\n')
-    table = read_table(tmp_path / "t.csv", text=("Date Time",))
-    assert table.columns == ["a (x)", "b"]
-    np.testing.assert_array_equal(table.values, [[1.5, -2000.0], [3.0, 4.0]])
-    assert table.text == {"Date Time": ["d1", "d2"]} and table.lines.tolist() == [2, 4]
-
-
-@pytest.mark.parametrize("content, message", [
-    ("", "the file is empty"),
-    ("a,b\n", "no data rows after the header"),
-    ("a,b\n1,2\n3,abc\n", "line 3, column 'b': expected a number, got 'abc'"),
-    ("a,b\n1,\n", "line 2, column 'b': expected a number, got an empty cell"),
-    ("a,b\n1,2\nnan,2\n", "line 3, column 'a': expected a finite number, got 'nan'"),
-    ("a,b\n1,-inf\n", "line 2, column 'b': expected a finite number, got '-inf'"),
-    ("a,b\n1,2\n3\n", "line 3, column 'b': missing cell"),
-    ("a,c\n1,2\n", "line 1 \\(header\\): missing column 'b'"),
-])
-def test_read_table_errors_name_file_line_and_column(tmp_path, content, message):
-    (tmp_path / "bad.csv").write_text(content)
-    with pytest.raises(DataFormatError, match=f"bad.csv: {message}"):
-        read_table(tmp_path / "bad.csv", numeric=["a", "b"])
 
 
 def jena_csv(rows: int = 5) -> str:

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 
+from helpers import CrashAfter, Sqrt
 from rnnkit import constraints, layers, optimizers
 from rnnkit.errors import ConfigError, ShapeError
 from rnnkit.interop import to_torch
@@ -151,13 +152,6 @@ def test_a_window_as_long_as_the_series_is_plain_fit(weights):
     assert h1.history == h2.history
 
 
-class Sqrt(layers.Layer):
-    """sqrt(x): NaN where an input is negative."""
-
-    def forward(self, x):
-        return torch.sqrt(x)
-
-
 def test_the_nan_guard_rolls_back_a_window():
     from rnnkit.callbacks import NonFiniteWarning
 
@@ -192,24 +186,8 @@ def test_bf16_runs_under_tbptt():
         assert (p16 - p32).abs().max() <= 5e-2 * moved + 1e-6  # TOLERANCES["bf16"]["gradients"]
 
 
-class Crash(Exception):
-    pass
-
-
 def test_a_crashed_tbptt_run_resumes_to_the_same_weights(tmp_path):
     """Killed after window 5 of 8 in the second epoch (k2 = 2·k1: two carried states saved)."""
-    from rnnkit.callbacks import Callback
-
-    class CrashAfter(Callback):
-        def __init__(self, after):
-            super().__init__()
-            self.after, self.seen = after, 0
-
-        def on_train_batch_end(self, batch, logs=None):
-            self.seen += 1
-            if self.seen == self.after:
-                raise Crash
-
     x, y = _series(32, batch=3)
     args = dict(tbptt=(4, 8), epochs=3, verbose=0, validation_data=(x[:2], y[:2]))
     straight = _dropout_model()
@@ -217,7 +195,7 @@ def test_a_crashed_tbptt_run_resumes_to_the_same_weights(tmp_path):
     straight.fit(x, y, **args)
     crashed = _dropout_model()
     torch.manual_seed(1)
-    with pytest.raises(Crash):
+    with pytest.raises(KeyboardInterrupt):
         crashed.fit(x, y, checkpoint_dir=tmp_path / "ck", checkpoint_every=1,
                     callbacks=[CrashAfter(13)], **args)
     resumed = _dropout_model(seed=9)  # other initial weights: all come from the checkpoint

@@ -6,19 +6,13 @@ import numpy as np
 import pytest
 import torch
 
+from helpers import Sqrt
 from rnnkit import layers
 from rnnkit.callbacks import NonFiniteError, NonFiniteWarning
 from rnnkit.errors import ConfigError
 from rnnkit.models import Sequential
 from rnnkit.optimizers import SGD
 from rnnkit.training import guard
-
-
-class Sqrt(layers.Layer):
-    """sqrt(x): NaN where an input is negative, so finite data can still make a NaN loss."""
-
-    def forward(self, x):
-        return torch.sqrt(x)
 
 
 def make_model(lr=0.1, seed=0):

@@ -1,4 +1,4 @@
-"""The compiled (C++) kernel against the reference loop, its build and its fallback.
+"""The compiled (C++) kernel against the reference loop, and what it refuses.
 
 Outputs, final states and the gradients of input, initial state and every parameter under random
 upstream gradients into all outputs; float64 to 1e-10, float32 to 1e-5; masks, reverse, dilation,
@@ -13,10 +13,7 @@ import re
 import pytest
 import torch
 
-from rnnkit import layers
-from rnnkit.cells import FeedbackCell, GRUCell, LSTMCell, SimpleCell, TeacherForcedCell
-from rnnkit.engine import BackendError, ScanSpec, compiled, explain, gpu, scan
-from test_kernels import (
+from helpers import (
     CASES,
     CELLS,
     TOL,
@@ -25,6 +22,9 @@ from test_kernels import (
     saved_bytes,
     setup,
 )
+from rnnkit import layers
+from rnnkit.cells import FeedbackCell, GRUCell, LSTMCell, SimpleCell, TeacherForcedCell
+from rnnkit.engine import BackendError, ScanSpec, compiled, gpu, scan
 
 EXTRA_CELLS = {
     "sigmoid": lambda lags: SimpleCell(3, 4, activation="sigmoid", lags=lags),
@@ -52,7 +52,7 @@ def make_cell(name: str, lags):
 
 
 def assert_compiled_matches_reference(cell_name: str, case: str, dtype, monkeypatch) -> None:
-    if cell_name in EXTRA_CELLS:  # test_kernels.setup builds its cells from CELLS
+    if cell_name in EXTRA_CELLS:  # helpers.setup builds its cells from CELLS
         monkeypatch.setitem(CELLS, cell_name, EXTRA_CELLS[cell_name])
     cell, x, state, opts = setup(cell_name, case, dtype)
     expected, _ = run_with_grads(cell, x, state, opts, "reference")
@@ -191,7 +191,7 @@ def test_autocast_runs_the_recurrence_in_float32():
     torch.testing.assert_close(got, expected, atol=0, rtol=0)
 
 
-# -- selection, refusals, build failure ------------------------------------------------------------
+# -- selection and refusals (the build, and auto without it: test_compiled_build.py) ----------
 @pytest.mark.parametrize("cell", [LSTMCell(3, 4, peephole="full"), LSTMCell(3, 4, coupled=True),
                                   GRUCell(3, 4, reset_after=False), SimpleCell(3, 4, lags=(1, 2)),
                                   FeedbackCell(3, 4, 2),
@@ -254,47 +254,6 @@ def test_refuses_other_devices():
     ok, reason = compiled.COMPILED.supports(LSTMCell(3, 4), spec)
     assert not ok
     assert reason == "the C++ extension runs on CPU only, not meta"
-
-
-def test_build_failure_is_reported_not_raised(tmp_path):
-    source = tmp_path / "broken.cpp"
-    source.write_text("#error this source does not compile\n")
-    ops, reason = compiled.build(source, str(tmp_path / "build"), name="rnnkit_broken")
-    assert ops is None
-    # the second attempt (without OpenMP) is the one reported; torch versions its name
-    assert reason.startswith("C++ extension unavailable: RuntimeError: Error building extension "
-                             "'rnnkit_broken")
-    assert "this source does not compile" in reason
-
-
-def test_a_compiler_without_openmp_still_builds_single_threaded(monkeypatch, tmp_path):
-    from torch.utils import cpp_extension
-
-    calls = []
-
-    def load(**kwargs):
-        calls.append(kwargs["extra_cflags"])
-        if "-fopenmp" in kwargs["extra_cflags"]:
-            raise RuntimeError("unsupported option '-fopenmp'")
-
-    monkeypatch.setattr(cpp_extension, "load", load)
-    ops, reason = compiled.build(compiled.SOURCE, str(tmp_path))
-    assert (ops, reason) == (torch.ops.rnnkit_fused_cells, "")
-    arch, _ = compiled.arch_flags()
-    assert calls == [[*compiled.CFLAGS, *arch, "-fopenmp"], [*compiled.CFLAGS, *arch]]
-
-
-def test_without_the_extension_auto_falls_back_to_fused_and_explains(monkeypatch):
-    reason = "C++ extension unavailable: RuntimeError: no compiler"
-    monkeypatch.setattr(compiled.COMPILED, "_ops", None)
-    monkeypatch.setattr(compiled.COMPILED, "_reason", reason)
-    cell, x = LSTMCell(3, 4, peephole="full"), torch.randn(2, 3, 3)
-    assert scan(cell, x).kernel == "fused"
-    spec = ScanSpec(has_mask=False, has_recurrent_mask=False, device=x.device, dtype=x.dtype,
-                    batch=2, steps=3)
-    assert explain(cell, spec)["compiled"] == reason
-    with pytest.raises(BackendError, match=re.escape(reason)):
-        scan(cell, x, backend="compiled")
 
 
 @pytest.mark.parametrize("cell", [LSTMCell(8, 16, peephole="full"), GRUCell(8, 16),
