@@ -7,7 +7,7 @@ of the whole training series, scored once on Hourly-test.csv. Each series is div
 training mean (the per-series scaler; positive, as the log scale needs). Prints OWA, sMAPE,
 MASE (M4's definitions, Naive2's published figures) and the training time.
 
-    PYTHONPATH=src python examples/m4_hourly_model.py                     # the best recipe
+    PYTHONPATH=src python examples/m4_hourly_model.py    # the best recipe: val OWA 0.456, test 0.431
     PYTHONPATH=src python examples/m4_hourly_model.py --val-only --steps 1000 --ensemble 1
 """
 
@@ -153,7 +153,8 @@ def main() -> None:
                         help="window ends only in the last RECENT steps before each series' end")
     parser.add_argument("--ensemble", type=int, default=3, help="models (seeds), median forecast")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads (two were slower than one on the shared 2-core machine)")
     parser.add_argument("--val-only", action="store_true")
     parser.add_argument("--verbose", action="store_true")
     args = parser.parse_args()

@@ -83,6 +83,7 @@ def test_gradients_are_finite_and_reach_every_parameter():
     assert torch.isfinite(recurrent).all() and recurrent.abs().sum() > 0
 
 
+@pytest.mark.slow  # 150 Adam steps: about 20 s on the shared machine
 def test_a_tiny_fit_beats_last_value_and_seasonal_naive_on_a_seasonal_panel():
     torch.manual_seed(0)
     season, lookback, horizon = 6, 36, 12
