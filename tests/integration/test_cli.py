@@ -45,7 +45,9 @@ def test_forecast_run_directory_and_baselines_in_target_units(files, tmp_path):
         np.sqrt((errors**2).mean()), rel=1e-6)
     with open(out / "history.csv") as f:
         rows = list(csv.reader(f))
-    assert rows[0] == ["epoch", "loss", "val_loss"] and len(rows) == 2
+    # the forecast defaults decay the learning rate (lr_decay 0.8), so the history logs it
+    assert rows[0][:3] == ["epoch", "loss", "val_loss"] and len(rows) == 2
+    assert set(rows[0]) <= {"epoch", "loss", "val_loss", "learning_rate", "lr"}
 
 
 def test_forecast_evaluate_and_predict(files, tmp_path, capsys):
@@ -176,7 +178,9 @@ def test_train_config_defaults_match_the_dataclass():
     assert cfg.task == "forecast"  # the default task
     assert cfg.options.lookback == 5 and cfg.options.features == ["a", "b"]
     assert cfg.options.horizon == protocol.TrainConfig().options.horizon
-    assert cfg.epochs == protocol.COMMON_DEFAULTS["epochs"]  # a common option left out
+    assert cfg.epochs == protocol.get("forecast").defaults["epochs"]  # the task's default
+    classify = cli.train_config(cli.parse(["train", "classify", "--data", "r.csv"]))
+    assert classify.epochs == protocol.COMMON_DEFAULTS["epochs"]  # a common option left out
 
 
 def test_a_task_named_first_takes_only_its_own_options(capsys):

@@ -621,13 +621,23 @@ def check_lengths(panel: Panel, borders: np.ndarray, lookback: int, horizon: int
     return np.flatnonzero(ok), [panel.ids[i] for i in np.flatnonzero(~ok)]
 
 
+SCALINGS = ("standard", "mean")
+
+
 class SeriesScaler:
     """Per-series standardization ``(x - mean) / std``: ``mean``, ``std`` (S, C) fitted on each
-    series' training rows (population std; a constant channel gets std 1)."""
+    series' training rows (population std; a constant channel gets std 1). ``mode="mean"``
+    divides by the series' mean level instead (no shift: positive series stay positive, as a
+    multiplicative model in log space needs)."""
 
-    def __init__(self, mean: np.ndarray | None = None, std: np.ndarray | None = None):
+    def __init__(self, mean: np.ndarray | None = None, std: np.ndarray | None = None,
+                 mode: str = "standard"):
+        if mode not in SCALINGS:
+            raise ConfigError(f"SeriesScaler: mode (--scaling) must be one of {SCALINGS}, got "
+                              f"{mode!r}")
         self.mean = None if mean is None else np.asarray(mean, dtype=np.float64)
         self.std = None if std is None else np.asarray(std, dtype=np.float64)
+        self.mode = mode
 
     def fit(self, panel: Panel, borders: np.ndarray) -> SeriesScaler:
         """Statistics of rows ``[0, borders[i, 0])`` of every series i."""
@@ -645,6 +655,9 @@ class SeriesScaler:
                         for c in range(values.shape[1])], axis=1) / ends[:, None]
         self.mean, std = mean, np.sqrt(var)
         self.std = np.where(std > 0, std, 1.0)
+        if self.mode == "mean":  # x / |mean|: positive series stay positive (ratios to the level)
+            self.std = np.where(np.abs(mean) > 0, np.abs(mean), 1.0)
+            self.mean = np.zeros_like(mean)
         return self
 
     def transform(self, values: np.ndarray, series: np.ndarray,

@@ -129,8 +129,9 @@ def forecaster(spec: str, horizon: int, targets: Sequence[int] | None = None, *,
     layer followed by a Dense output (``RecurrentForecaster``, ``dropout`` before the Dense).
     Both subtract the window's last value (``normalization``) and start at the last-value
     forecast. ``esrnn[-CELL]:d`` is ESRNN around that cell, season = ``segment``, dilations
-    (1, 7) segments, ``scale='level'`` (the pipeline's standardised windows may be negative;
-    ESRNN's log scale wants positive ones), ``dropout`` before its output layer; it starts at
+    (1, 7) segments, ``scale='level'`` (the pipeline's standardised windows may be negative),
+    or ES-RNN's multiplicative ``scale='log'`` with ``normalization='log'`` (positive windows:
+    a panel's ``--scaling mean``), ``dropout`` before its output layer; it starts at
     the seasonal naive forecast. ``backend`` picks SegRNN's and ESRNN's kernel (``auto``: the
     registry's choice). ``covariates``: the layout of windows that carry known-future, static
     and series-id columns (:class:`rnnkit.layers.forecasting.Covariates`); SegRNN and the plain
@@ -145,7 +146,8 @@ def forecaster(spec: str, horizon: int, targets: Sequence[int] | None = None, *,
             raise ConfigError(f"{spec}: ESRNN reads the series' own history only; segrnn and the "
                               "plain recurrent forecasters take covariates")
         return ESRNN(CELLS[cell](units, backend=backend), horizon, segment, targets=targets,
-                     scale="level", dropout=dropout, quantiles=quantiles)
+                     scale="log" if normalization == "log" else "level", dropout=dropout,
+                     quantiles=quantiles)
     return RecurrentForecaster(recurrent_layer(spec), horizon, targets=targets,
                                normalization=normalization, dropout=dropout, quantiles=quantiles,
                                covariates=covariates)

@@ -107,8 +107,8 @@ class Forecaster:
             panel = panel.extend(opt.horizon, future_df, opt.id_col, opt.time_col)
         ends = panel.lengths() - panel.appended
         borders = np.stack([ends, ends, ends], axis=1)
-        cut = pipeline.PanelSplit(panel, borders, [], pipeline.SeriesScaler().fit(panel, borders),
-                                  self.state["covariates"])
+        scaler = pipeline.SeriesScaler(mode=opt.scaling).fit(panel, borders)
+        cut = pipeline.PanelSplit(panel, borders, [], scaler, self.state["covariates"])
         ds = PanelWindows(pipeline.standardized(panel, cut.covariates), None, opt.lookback,
                           opt.horizon, "predict", scaler=cut.scaler,
                           series_id=bool(opt.series_embedding))

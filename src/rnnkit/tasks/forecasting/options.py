@@ -39,6 +39,7 @@ class ForecastOptions:
     test_size: int = 0
     val_size: int = 0
     windows_per_series: int = 0
+    scaling: str = "standard"
     backtest_windows: int = 0
     backtest_step: int = 0
     backtest_refit: bool = False

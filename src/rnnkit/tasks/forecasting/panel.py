@@ -71,8 +71,9 @@ def split(opt, panel: Panel, test_size: int) -> PanelSplit:
                                   opt.min_length or None)
     if len(keep) < len(panel):
         panel, borders = panel.select(keep), borders[keep]
-    return PanelSplit(panel, borders, dropped, SeriesScaler().fit(panel, borders),
-                      covariate_stats(panel, borders), SeriesScaler().fit(panel, borders[:, 1:]))
+    return PanelSplit(panel, borders, dropped, SeriesScaler(mode=opt.scaling).fit(panel, borders),
+                      covariate_stats(panel, borders),
+                      SeriesScaler(mode=opt.scaling).fit(panel, borders[:, 1:]))
 
 
 def covariate_stats(panel: Panel, borders: np.ndarray) -> dict:

@@ -62,6 +62,8 @@ class Forecast(Task):
         "val_size": "panel: the validation steps before the test (default: the horizon)",
         "windows_per_series": "panel: training windows drawn per series each epoch (default: the "
                               "median number a series has)",
+        "scaling": "panel: per-series scaling, standard ((x - mean) / std) or mean (x / mean: "
+                   "positive series stay positive; esrnn with --normalization log needs it)",
         "backtest_windows": "panel: also run a rolling-origin backtest of N windows",
         "backtest_step": "panel: steps between backtest origins (default: the horizon)",
         "backtest_refit": "panel: retrain before every backtest origin",
@@ -213,6 +215,13 @@ def _check_panel(cfg: TrainConfig) -> None:
         if getattr(opt, name) < 0:
             raise ConfigError(f"{name}: must be >= 0, got {getattr(opt, name)}")
     check_quantiles(opt.quantiles or None, "quantiles (--quantiles)")
+    if opt.normalization not in (*NORMALIZATIONS, "log"):
+        raise ConfigError(f"normalization (--normalization): expected one of "
+                          f"{(*NORMALIZATIONS, 'log')}, got {opt.normalization!r}")
+    if opt.normalization == "log" and (specs.parse(cfg.model)[0] != "esrnn"
+                                       or opt.scaling != "mean"):
+        raise ConfigError("normalization (--normalization): log is ES-RNN's multiplicative "
+                          "model: an esrnn spec on positive windows (--scaling mean)")
     covariates = opt.future_covariates or opt.static_covariates or opt.calendar \
         or opt.series_embedding
     if covariates and not specs.takes_covariates(auto.resolve(cfg.model, opt)):
