@@ -8,6 +8,7 @@ from .training.losses import (
     Huber,
     Loss,
     MeanAbsoluteError,
+    MeanAbsoluteLogError,
     MeanSquaredError,
     Pinball,
     SparseCategoricalCrossentropy,
@@ -17,6 +18,7 @@ from .training.losses import (
     huber,
     mae,
     mean_absolute_error,
+    mean_absolute_log_error,
     mean_squared_error,
     mse,
     pinball,
@@ -25,7 +27,8 @@ from .training.losses import (
 
 __all__ = [
     "Loss", "BinaryCrossentropy", "CategoricalCrossentropy", "SparseCategoricalCrossentropy",
-    "MeanSquaredError", "MeanAbsoluteError", "Huber", "Pinball",
+    "MeanSquaredError", "MeanAbsoluteError", "MeanAbsoluteLogError", "Huber", "Pinball",
     "binary_crossentropy", "categorical_crossentropy", "sparse_categorical_crossentropy",
-    "mean_squared_error", "mean_absolute_error", "huber", "pinball", "mse", "mae", "MSE", "MAE", "get",
+    "mean_squared_error", "mean_absolute_error", "mean_absolute_log_error", "huber", "pinball",
+    "mse", "mae", "MSE", "MAE", "get",
 ]

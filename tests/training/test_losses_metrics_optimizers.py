@@ -91,6 +91,17 @@ def test_regression_losses_with_mask(name, formula):
     assert loss(_t(y), _t(p), _t(mask)).item() == pytest.approx(expected, rel=1e-5)
 
 
+def test_mean_absolute_log_error_is_a_relative_error():
+    y = np.array([[[1.0], [2.0], [4.0]]], "float32")
+    p = np.array([[[2.0], [1.0], [4.0]]], "float32")  # twice, half, exact
+    expected = (np.log(2) + np.log(2) + 0) / 3
+    assert losses.get("male")(_t(y), _t(p)).item() == pytest.approx(expected, rel=1e-6)
+    assert losses.get("mean_absolute_log_error")(_t(10 * y), _t(10 * p)).item() == \
+        pytest.approx(expected, rel=1e-6)  # scale-free
+    # a non-positive forecast is clamped, not NaN
+    assert np.isfinite(losses.get("male")(_t(y), _t(-p)).item())
+
+
 def test_per_sample_weight_broadcasts_over_steps():
     y, p = np.zeros((2, 3, 1), "float32"), np.ones((2, 3, 1), "float32")
     p[1] = 3.0

@@ -58,6 +58,13 @@ def mean_absolute_error(y_true: Tensor, y_pred: Tensor) -> Tensor:
     return (y_pred - y_true).abs().mean(dim=-1)
 
 
+def mean_absolute_log_error(y_true: Tensor, y_pred: Tensor, eps: float = 1e-6) -> Tensor:
+    """mean_c |log ŷ - log y|, both clamped to ``eps`` from below: a relative error, for positive
+    series (ES-RNN trains its multiplicative model on log values; a panel's ``--scaling mean``
+    keeps positive series positive)."""
+    return (y_pred.clamp(min=eps).log() - y_true.clamp(min=eps).log()).abs().mean(dim=-1)
+
+
 def huber(y_true: Tensor, y_pred: Tensor, delta: float = 1.0) -> Tensor:
     """mean_c of ½e² where |e| ≤ δ, else δ|e| - ½δ²."""
     err = (y_pred - y_true).abs()
@@ -175,6 +182,11 @@ class MeanAbsoluteError(Loss):
         super().__init__(mean_absolute_error, name)
 
 
+class MeanAbsoluteLogError(Loss):
+    def __init__(self, name: str = "mean_absolute_log_error"):
+        super().__init__(mean_absolute_log_error, name)
+
+
 class Huber(Loss):
     def __init__(self, delta: float = 1.0, name: str = "huber_loss"):
         super().__init__(huber, name, delta=delta)
@@ -208,6 +220,7 @@ _BY_NAME = {
     "mean_squared_error": MeanSquaredError, "mse": MeanSquaredError, "MSE": MeanSquaredError,
     "mean_absolute_error": MeanAbsoluteError, "mae": MeanAbsoluteError, "MAE": MeanAbsoluteError,
     "huber": Huber, "huber_loss": Huber,
+    "mean_absolute_log_error": MeanAbsoluteLogError, "male": MeanAbsoluteLogError,
 }
 
 
@@ -215,6 +228,7 @@ _BY_FN = {
     binary_crossentropy: BinaryCrossentropy, categorical_crossentropy: CategoricalCrossentropy,
     sparse_categorical_crossentropy: SparseCategoricalCrossentropy,
     mean_squared_error: MeanSquaredError, mean_absolute_error: MeanAbsoluteError, huber: Huber,
+    mean_absolute_log_error: MeanAbsoluteLogError,
 }
 
 
