@@ -31,6 +31,7 @@ from torch import Tensor, nn
 from ..errors import ConfigError, ShapeError
 from .base import Layer, Shape
 from .core import Dense, Dropout
+from .covariates import CovariateEncoder, check_covariates, pad_rows
 from .recurrent import GRU, LSTM, RNN, SimpleRNN
 from .wrappers import clone_layer
 
@@ -123,90 +124,6 @@ class WindowNormalization(Layer):
 def _trailing(t: Tensor, like: Tensor) -> Tensor:
     """``t`` with trailing axes of size 1 added until it has ``like``'s rank (quantile axis)."""
     return t.reshape(*t.shape, *([1] * (like.dim() - t.dim())))
-
-
-class Covariates:
-    """How a window packs covariates beside its history (the panel windows' layout)::
-
-        x (B, L + H, C + F + K + E): rows < L hold the history of the C channels (rows >= L of them
-        are zero, never the future); F known-future columns over all L + H rows; K static columns
-        (constant per window); E = 1 column with the series index when ``series`` > 0.
-
-    ``layout``: {"lookback": L, "horizon": H, "channels": C, "future": F, "static": K,
-    "series": number of series for an id embedding (0: none)}. Without covariates a window is
-    the plain (B, L, C) history and no layout is given.
-    """
-
-    KEYS = ("lookback", "horizon", "channels", "future", "static", "series")
-
-    def __init__(self, layout: dict, where: str):
-        missing = [k for k in self.KEYS if k not in layout]
-        if missing:
-            raise ConfigError(f"{where}: covariates layout lacks {missing}; expected {self.KEYS}")
-        self.lookback, self.horizon, self.channels, self.future, self.static, self.series = (
-            int(layout[k]) for k in self.KEYS)
-        self.where = where
-
-    @property
-    def width(self) -> int:
-        return self.channels + self.future + self.static + (1 if self.series else 0)
-
-    def check(self, shape: Shape) -> None:
-        want = (self.lookback + self.horizon, self.width)
-        if len(shape) != 3 or tuple(shape[1:]) != want:
-            raise ShapeError(f"{self.where}: expected windows with covariates of shape (B, "
-                             f"{want[0]}, {want[1]}) (lookback + horizon rows; channels, future, "
-                             f"static and id columns), got {tuple(shape)}")
-
-    def split(self, x: Tensor) -> tuple[Tensor, Tensor | None, Tensor | None, Tensor | None]:
-        """x -> history (B, L, C), future (B, L+H, F), static (B, K), series ids (B,) int64;
-        the absent parts are None."""
-        c, f, k = self.channels, self.future, self.static
-        history = x[:, :self.lookback, :c]
-        future = x[:, :, c:c + f] if f else None
-        static = x[:, 0, c + f:c + f + k] if k else None
-        ids = x[:, 0, c + f + k].round().long() if self.series else None
-        return history, future, static, ids
-
-
-def _check_covariates(layer: Layer, covariates: dict | None) -> Covariates | None:
-    return None if covariates is None else Covariates(covariates, f"{layer.name} "
-                                                      f"({type(layer).__name__})")
-
-
-class _CovariateEncoder(Layer):
-    """Known-future covariates over a stretch of rows, the static covariates and the series id
-    embedding, as one additive input of width d: [future (B, n, w·F), static (B, n, K),
-    id embedding (B, n, d_id)] -> Linear -> (B, n, d). Zero-initialised, so covariates start
-    with no effect and training decides how much they count."""
-
-    def __init__(self, spec: Covariates, rows: int, units: int, **kwargs):
-        super().__init__(**kwargs)
-        self.spec, self.rows, self.units = spec, int(rows), int(units)
-        width = self.rows * spec.future + spec.static + (units if spec.series else 0)
-        self.ids = nn.Embedding(spec.series, units) if spec.series else None
-        self.dense = Dense(self.units, kernel_initializer="zeros", name=f"{self.name}_dense")
-        self.dense.ensure_built((None, width))
-
-    def forward(self, future: Tensor | None, static: Tensor | None, ids: Tensor | None,
-                segments: int) -> Tensor:
-        """future (B, segments·rows, F) -> (B, segments, d)."""
-        batch = (future if future is not None else static if static is not None else ids).shape[0]
-        parts = []
-        if future is not None:
-            parts.append(future.reshape(batch, segments, self.rows * self.spec.future))
-        if static is not None:
-            parts.append(static.unsqueeze(1).expand(-1, segments, -1))
-        if ids is not None:
-            parts.append(self.ids(ids).unsqueeze(1).expand(-1, segments, -1))
-        return self.dense(torch.cat(parts, dim=-1))
-
-
-def _pad_rows(t: Tensor, rows: int) -> Tensor:
-    """(B, R, F) padded with zero rows (or cut) to (B, rows, F)."""
-    if t.shape[1] >= rows:
-        return t[:, :rows]
-    return F.pad(t, (0, 0, 0, rows - t.shape[1]))
 
 
 class SegmentEmbedding(Layer):
@@ -372,7 +289,7 @@ class SegRNN(Layer):
                  head_initializer="zeros", covariates: dict | None = None, **kwargs):
         super().__init__(**kwargs)
         _check_cell_layer(recurrent, self.name)
-        self.covariates = _check_covariates(self, covariates)
+        self.covariates = check_covariates(self, covariates)
         if self.covariates is not None and decoding != "parallel":
             raise ConfigError(f"{self.name}: covariates enter the parallel decoder's per-segment "
                               f"inputs; decoding={decoding!r} takes none")
@@ -399,8 +316,8 @@ class SegRNN(Layer):
         steps, channels = _window_shape(self, input_shape)
         self.channel_ids = target_channels(self.targets, channels, self.name)
         if cov is not None:  # the history's segments and the horizon's: covariates of w rows
-            self.past = _CovariateEncoder(cov, self.segment, self.units, name=f"{self.name}_past")
-            self.ahead = _CovariateEncoder(cov, self.segment, self.units,
+            self.past = CovariateEncoder(cov, self.segment, self.units, name=f"{self.name}_past")
+            self.ahead = CovariateEncoder(cov, self.segment, self.units,
                                            name=f"{self.name}_ahead")
         self.normalization.ensure_built(input_shape)
         self.embedding.ensure_built((None, steps))
@@ -434,7 +351,7 @@ class SegRNN(Layer):
             n, m, w = steps // self.segment, self.decoder.segments, self.segment
             past = self.past(None if future is None else future[:, :steps], static, series_ids, n)
             inputs = inputs + past.repeat_interleave(len(ids), dim=0)  # (B·C', n, d)
-            ahead = None if future is None else _pad_rows(future[:, steps:], m * w)
+            ahead = None if future is None else pad_rows(future[:, steps:], m * w)
             extra = self.ahead(ahead, static, series_ids, m)  # (B, m, d)
         _, *state = self.recurrent(inputs)  # final state, (B·C', d) each
         if self.decoding == "parallel":
@@ -459,7 +376,7 @@ class RecurrentForecaster(Layer):
                  quantiles: Sequence[float] | None = None, head_initializer="zeros",
                  covariates: dict | None = None, **kwargs):
         super().__init__(**kwargs)
-        self.covariates = _check_covariates(self, covariates)
+        self.covariates = check_covariates(self, covariates)
         if not isinstance(recurrent, Layer):
             raise ConfigError(f"{self.name}: recurrent must be an rnnkit layer, got "
                               f"{type(recurrent).__name__}")
@@ -492,7 +409,7 @@ class RecurrentForecaster(Layer):
                           name=f"{self.name}_head")
         self.head.ensure_built(features)
         if cov is not None:  # the horizon's covariates, statics and id, added to the head's input
-            self.ahead = _CovariateEncoder(cov, cov.horizon, features[1],
+            self.ahead = CovariateEncoder(cov, cov.horizon, features[1],
                                            name=f"{self.name}_ahead")
 
     def compute_output_shape(self, input_shape: Shape) -> Shape:
@@ -605,7 +522,7 @@ class SeasonalNaive(Layer):
             raise ConfigError(f"{self.name}: horizon and season must be >= 1, got {horizon}, "
                               f"{season}")
         self.horizon, self.season, self.targets = int(horizon), int(season), targets
-        self.covariates = _check_covariates(self, covariates)
+        self.covariates = check_covariates(self, covariates)
 
     def build(self, input_shape: Shape) -> None:
         if self.covariates is not None:

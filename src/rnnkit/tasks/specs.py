@@ -134,7 +134,7 @@ def forecaster(spec: str, horizon: int, targets: Sequence[int] | None = None, *,
     a panel's ``--scaling mean``), ``dropout`` before its output layer; it starts at
     the seasonal naive forecast. ``backend`` picks SegRNN's and ESRNN's kernel (``auto``: the
     registry's choice). ``covariates``: the layout of windows that carry known-future, static
-    and series-id columns (:class:`rnnkit.layers.forecasting.Covariates`); SegRNN and the plain
+    and series-id columns (:class:`rnnkit.layers.covariates.Covariates`); SegRNN and the plain
     recurrent forecasters read them, ESRNN refuses them."""
     wrapper, cell, units, _ = parse(spec)
     if wrapper == "segrnn":
