@@ -31,9 +31,10 @@ def resolve(spec: str, opt) -> str:
     return lecture_spec(opt) if spec == AUTO else spec
 
 
-def select(model: Model, cut: pipeline.PanelSplit, opt, seed: int) -> tuple[Model, dict]:
+def select(model: Model, cut: pipeline.PanelSplit, opt, seed: int,
+           linear: dict[str, Model]) -> tuple[Model, dict]:
     """(the chosen model, metrics.json's ``"auto"``: every candidate's validation MAE, the
-    choice and why)."""
+    choice and why). ``linear``: NLinear and DLinear, trained (:func:`panel.linear_models`)."""
     sets = pipeline.windows(opt, cut, 128, seed)
     val, layout = sets["val"], sets["val"].layout
     truth = val.targets()  # (N, H, C') scaled
@@ -41,7 +42,7 @@ def select(model: Model, cut: pipeline.PanelSplit, opt, seed: int) -> tuple[Mode
                   "seasonal_naive": _seasonal(opt, layout, cut)}
     plain = not layout.packed
     if plain:
-        candidates.update(pipeline.linear_models(cut, opt, seed))
+        candidates.update(linear)
     predictions = {name: training.predictions(m, val) for name, m in candidates.items()}
     scores = {name: _mae(p, truth) for name, p in predictions.items()}
     ranked = sorted(scores, key=scores.get)

@@ -188,11 +188,10 @@ def linear_models(cut: PanelSplit, opt, seed: int) -> dict[str, Model]:
                                            seed) for kind in ("nlinear", "dlinear")}
 
 
-def linear_baselines(cut: PanelSplit, opt, seed: int) -> dict:
-    """NLinear's and DLinear's forecasts (N, H, C') of the test windows."""
+def linear_baselines(cut: PanelSplit, opt, models: dict[str, Model], seed: int) -> dict:
+    """The forecasts (N, H, C') of the test windows by ``models`` (:func:`linear_models`)."""
     test = windows(replace(opt, series_embedding=False), plain(cut), 32, seed)["test"]
-    return {kind: forecast(model, test, cut.test_scaler)
-            for kind, model in linear_models(cut, opt, seed).items()}
+    return {kind: forecast(model, test, cut.test_scaler) for kind, model in models.items()}
 
 
 def scores(truth: np.ndarray, model: np.ndarray, baselines: dict, cut: PanelSplit,

@@ -10,7 +10,6 @@ metrics.json's ``"panel"`` part::
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 import numpy as np
@@ -19,10 +18,11 @@ import pandas as pd
 from ... import report
 from ...errors import ConfigError
 from ..protocol import Prepared, Run, TrainConfig
+from ..runs import write_csv
 from . import auto
 from . import panel as pipeline
 from .forecaster import Forecaster
-from .scoring import point_index
+from .scoring import point_index, quantile_scores
 
 NAMES = {"naive": "naive", "seasonal_naive": "seasonal naive", "naive2": "Naive2",
          "nlinear": "NLinear", "dlinear": "DLinear"}
@@ -52,14 +52,15 @@ def evaluate(run: Run, path: str, out_dir: Path | None) -> dict:
     cfg, opt = run.config, run.config.options
     cut = pipeline.split(opt, pipeline.read(opt, path), _test_size(opt))
     chosen = None
+    linear = pipeline.linear_models(cut, opt, cfg.seed)  # baselines, and auto's candidates
     if cfg.model == auto.AUTO:  # chosen on validation, before the test is read
-        run.model, chosen = auto.select(run.model, cut, opt, cfg.seed)
+        run.model, chosen = auto.select(run.model, cut, opt, cfg.seed, linear)
     test = pipeline.windows(opt, cut, cfg.batch_size, cfg.seed)["test"]
     out = pipeline.forecast(run.model, test, cut.test_scaler)  # (N, H, C'[, Q])
     point = out[..., point_index(opt.quantiles)] if out.ndim == 4 else out
     truth = pipeline.actuals(test, cut.test_scaler)
     baselines = {**pipeline.statistical_baselines(cut, test, opt.season),
-                 **pipeline.linear_baselines(cut, opt, cfg.seed)}
+                 **pipeline.linear_baselines(cut, opt, linear, cfg.seed)}
     rows, summary = pipeline.scores(truth, point, baselines, cut, test, opt.season)
     summary["naive2"] = summary.pop("Naive2")
     metrics = {"model": summary["model"],
@@ -70,9 +71,9 @@ def evaluate(run: Run, path: str, out_dir: Path | None) -> dict:
     if chosen is not None:
         metrics["auto"] = chosen
     if opt.quantiles:
-        metrics["quantiles"] = _coverage(out, truth, opt.quantiles)
+        metrics["quantiles"] = quantile_scores(out, truth, opt.quantiles)
     if out_dir is not None:
-        _write_rows(out_dir / "per_series.csv", rows)
+        write_csv(out_dir / "per_series.csv", list(rows[0]), [list(r.values()) for r in rows])
         fc = forecaster(run)
         frame, _ = fc.score_window(cut, test)
         frame.to_csv(out_dir / "forecasts.csv", index=False)
@@ -118,13 +119,6 @@ def report_data(run: Run, cut: pipeline.PanelSplit, test, out: np.ndarray, basel
             "history": run.history, "config": run.config.flat()}
 
 
-def _coverage(out: np.ndarray, truth: np.ndarray, levels) -> dict:
-    lower, upper = out[..., 0], out[..., -1]
-    inside = (truth >= lower) & (truth <= upper)
-    return {"levels": list(levels), "coverage": {"nominal": levels[-1] - levels[0],
-                                                 "empirical": float(inside.mean())}}
-
-
 def _backtest(run: Run, path: str, out_dir: Path) -> dict:
     """A fresh forecaster of the run's options, backtested on the run's data."""
     opt = run.config.options
@@ -165,11 +159,3 @@ def verdict(metrics: dict) -> list[str]:
         lines.append(f"the model is {100 * (model['owa'] / baselines[best]['owa'] - 1):.3g}% "
                      f"worse than {NAMES[best]} on test (OWA)")
     return lines
-
-
-def _write_rows(path: Path, rows: list[dict]) -> None:
-    with open(path, "w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-
